@@ -1,0 +1,3 @@
+"""The records terminal station: domain, services, state and scheduling."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,270 @@
+"""The bays: turn hot-plug snapshots into dock/undock events, identify each camera, offload it.
+
+Each bay has a live view (what the web UI shows) that only this service changes. Blocking work (the
+control port, mounting, copying) runs on a bounded thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from appliance import inventory
+from appliance.bus import Broadcaster
+from appliance.config import StationConfig
+from appliance.eventlog import EventLog
+from appliance.offload import OffloadCancelled, Offloader, OffloadProgress
+from appliance.state.db import StateDB
+from appliance.store import StoreError, StoreFull
+from devices.camera.model import CameraAuthError, CameraError, CameraGone
+from devices.camera.serial_control import SerialCameraControl
+from devices.hotplug import DeviceScanner, DockedDevice
+from devices.volumes import VolumeError, open_volume
+
+log = logging.getLogger(__name__)
+
+PUBLISH_INTERVAL_S = 0.25  # progress updates per bay, at most this often
+
+
+@dataclass
+class BayView:
+    number: int
+    port_path: str
+    label: str = ""
+    state: str = "empty"  # empty, identifying, offloading, ready, error, unauthorised
+    camera: dict[str, Any] | None = None
+    battery_pct: int | None = None
+    storage_total: int | None = None
+    storage_free: int | None = None
+    progress: dict[str, int] | None = None
+    message: str = ""  # a message-catalogue key, e.g. "bay.error.auth"
+    detail: str = ""  # technical detail for staff (never shown to officers as the only text)
+    updated: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Running:
+    cancel: threading.Event = field(default_factory=threading.Event)
+    future: asyncio.Future[None] | None = None
+
+
+class BayService:
+    def __init__(
+        self,
+        config: StationConfig,
+        db: StateDB,
+        events: EventLog,
+        offloader: Offloader,
+        bus: Broadcaster,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.events = events
+        self.offloader = offloader
+        self.bus = bus
+        self.views = {b.number: BayView(b.number, b.port_path, b.label) for b in config.bays}
+        self.bay_by_port = {b.port_path: b.number for b in config.bays}
+        self._running: dict[int, _Running] = {}
+        self._pool = ThreadPoolExecutor(max_workers=config.offload.parallel, thread_name_prefix="offload")
+        self._last_publish: dict[int, float] = {}
+        self._lock = threading.Lock()  # views are touched by worker threads and the loop
+
+    # -- views
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [v.as_dict() for v in sorted(self.views.values(), key=lambda v: v.number)]
+
+    def _update(self, bay: int, force: bool = True, **changes: Any) -> None:
+        with self._lock:
+            view = self.views[bay]
+            for key, value in changes.items():
+                setattr(view, key, value)
+            view.updated = datetime.now(UTC).isoformat(timespec="seconds")
+            data = view.as_dict()
+        now = time.monotonic()
+        if force or now - self._last_publish.get(bay, 0) >= PUBLISH_INTERVAL_S:
+            self._last_publish[bay] = now
+            self.bus.publish("bay", data)
+
+    # -- hot-plug
+    async def watch(self, scanner: DeviceScanner, stop: asyncio.Event) -> None:
+        """Diff successive scans into dock and undock events until ``stop`` is set."""
+        loop = asyncio.get_running_loop()
+        present: dict[str, DockedDevice] = {}
+        interval = self.config.devices.poll_interval_s
+        while not stop.is_set():
+            seen = await loop.run_in_executor(None, scanner.scan)
+            for port in present.keys() - seen.keys():
+                await self._undocked(port, present[port])
+            for port, device in seen.items():
+                if port not in present:
+                    await self._docked(device)
+                elif present[port] != device:  # re-enumerated (reset, new control port)
+                    await self._undocked(port, present[port])
+                    await self._docked(device)
+            present = seen
+            wait = loop.run_in_executor(None, scanner.wait_for_change, interval)
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({wait, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+
+    async def _docked(self, device: DockedDevice) -> None:
+        bay = self.bay_by_port.get(device.port_path)
+        if bay is None:
+            self.events.append(
+                "alarm",
+                {"kind": "device_on_unmapped_port", "port_path": device.port_path, "usb_serial": device.usb.serial},
+            )
+            log.warning("device %s on port %s, which no bay is mapped to", device.usb.serial, device.port_path)
+            return
+        self.events.append(
+            "dock",
+            {
+                "bay": bay,
+                "port_path": device.port_path,
+                "usb": {"vid": f"{device.usb.vid:04x}", "pid": f"{device.usb.pid:04x}", "serial": device.usb.serial},
+            },
+        )
+        camera = await self.db.run(lambda db: inventory.camera_by_usb_serial(db, device.usb.serial))
+        if camera is None:
+            self.events.append("alarm", {"kind": "unauthorised_device", "bay": bay, "usb_serial": device.usb.serial})
+            self._update(
+                bay,
+                state="unauthorised",
+                camera={"serial": device.usb.serial},
+                message="bay.unauthorised",
+                detail=f"USB serial {device.usb.serial} is not in the inventory; the station will not touch it",
+                progress=None,
+                battery_pct=None,
+                storage_total=None,
+                storage_free=None,
+            )
+            return
+        running = _Running()
+        self._running[bay] = running
+        self._update(
+            bay,
+            state="identifying",
+            camera={"serial": camera["serial"]},
+            message="bay.identifying",
+            detail="",
+            progress=None,
+        )
+        loop = asyncio.get_running_loop()
+        running.future = loop.run_in_executor(self._pool, self._process, bay, device, camera, running.cancel)
+
+    async def _undocked(self, port: str, device: DockedDevice) -> None:
+        bay = self.bay_by_port.get(port)
+        if bay is None:
+            return
+        running = self._running.pop(bay, None)
+        if running is not None:
+            running.cancel.set()
+            if running.future is not None:
+                await asyncio.gather(running.future, return_exceptions=True)
+        self.events.append("undock", {"bay": bay, "port_path": port, "usb_serial": device.usb.serial})
+        self._update(
+            bay,
+            state="empty",
+            camera=None,
+            battery_pct=None,
+            storage_total=None,
+            storage_free=None,
+            progress=None,
+            message="",
+            detail="",
+        )
+
+    # -- the work for one docked camera (worker thread)
+    def _process(self, bay: int, device: DockedDevice, camera: dict[str, Any], cancel: threading.Event) -> None:
+        try:
+            self._identify(bay, device, camera)
+            self._offload(bay, device, camera, cancel)
+        except OffloadCancelled as exc:
+            log.info("bay %s: offload interrupted: %s", bay, exc)
+            self.events.append("offload_interrupted", {"bay": bay, "camera": camera["serial"], "reason": str(exc)})
+        except CameraAuthError as exc:
+            self._fail(bay, camera, "bay.error.auth", exc)
+        except CameraGone as exc:
+            self._fail(bay, camera, "bay.error.gone", exc)
+        except CameraError as exc:
+            self._fail(bay, camera, "bay.error.camera", exc)
+        except StoreFull as exc:
+            self._fail(bay, camera, "bay.error.store_full", exc)
+        except (VolumeError, StoreError) as exc:
+            self._fail(bay, camera, "bay.error.storage", exc)
+        except Exception as exc:  # a bug: keep the station up for the other bays, but make it loud
+            log.exception("bay %s: unexpected failure", bay)
+            self._fail(bay, camera, "bay.error.internal", exc)
+
+    def _fail(self, bay: int, camera: dict[str, Any], message: str, exc: Exception) -> None:
+        log.error("bay %s (%s): %s", bay, camera["serial"], exc)
+        self.events.append("bay_error", {"bay": bay, "camera": camera["serial"], "error": message, "detail": str(exc)})
+        self._update(bay, state="error", message=message, detail=str(exc))
+
+    def _identify(self, bay: int, device: DockedDevice, camera: dict[str, Any]) -> None:
+        if device.control_port is None:
+            raise CameraGone("camera has no control port")
+        timeout = self.config.devices.control_timeout_s
+        with SerialCameraControl(device.control_port, str(camera["password"]), timeout) as control:
+            control.init()
+            ident = control.identity()
+            if ident.serial != camera["serial"]:
+                self.events.append(
+                    "alarm",
+                    {"kind": "serial_mismatch", "bay": bay, "inventory": camera["serial"], "camera": ident.serial},
+                )
+                raise CameraError(f"camera reports serial {ident.serial}, inventory says {camera['serial']}")
+            battery = control.battery_pct()
+            storage = control.storage()
+            control.enter_mass_storage()
+        self.events.append(
+            "identify",
+            {
+                "bay": bay,
+                "camera": ident.serial,
+                "vendor": ident.vendor,
+                "model": ident.model,
+                "firmware": ident.firmware,
+                "battery_pct": battery,
+                "storage_free": storage.free_bytes,
+            },
+        )
+        self._update(
+            bay,
+            camera={"serial": ident.serial, "vendor": ident.vendor, "model": ident.model, "firmware": ident.firmware},
+            battery_pct=battery,
+            storage_total=storage.total_bytes,
+            storage_free=storage.free_bytes,
+        )
+
+    def _offload(self, bay: int, device: DockedDevice, camera: dict[str, Any], cancel: threading.Event) -> None:
+        if device.block_device is None:
+            raise VolumeError("camera exposes no storage")
+        self._update(bay, state="offloading", message="bay.offloading", progress=OffloadProgress().as_dict())
+        mountpoint = self.config.run_dir / "mnt" / f"bay{bay}"
+        mountpoint.parent.mkdir(parents=True, exist_ok=True)
+        with open_volume(Path(device.block_device), self.config.devices.storage.value, mountpoint) as volume:
+            result = self.offloader.run(
+                volume,
+                camera,
+                bay,
+                cancel,
+                lambda p: self._update(bay, force=False, progress=p.as_dict()),
+            )
+        self._update(bay, state="ready", message="bay.ready", progress=result.progress.as_dict())
+
+    def close(self) -> None:
+        for running in self._running.values():
+            running.cancel.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,267 @@
+"""`recterm`: the station's command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from appliance import __version__
+from appliance.config import ConfigError, dump_config, load_config
+from appliance.policy import PolicyError
+
+log = logging.getLogger("recterm")
+
+# syslog priorities, so journald files each line at its level (SyslogLevelPrefix).
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class _JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_PRIORITY.get(record.levelno, 6)}>{record.name}: {super().format(record)}"
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):  # under systemd: journald adds the time itself
+        handler.setFormatter(_JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _load(config: Path | None):
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    envvar="RECTERM_CONFIG",
+    help="Station config (TOML). Default: $RECTERM_CONFIG.",
+)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="recterm")
+def main() -> None:
+    """Records terminal: body-camera docking station (执法记录仪采集站)."""
+
+
+@main.command()
+@config_option
+def run(config_path: Path | None) -> None:
+    """Run the station service (hot-plug, offload, web UI) until SIGTERM."""
+    from appliance.station import Station, TaskDied
+
+    config = _load(config_path)
+    setup_logging(config.logging.level)
+    try:
+        station = Station(config)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        asyncio.run(station.run())
+    except TaskDied as exc:
+        log.critical("station stopped after a failure: %s", exc)
+        sys.exit(70)  # EX_SOFTWARE: systemd restarts us
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@config_option
+def config_show(config_path: Path | None) -> None:
+    """Print the effective configuration (defaults, then the file, then RECTERM_* variables)."""
+    click.echo(dump_config(_load(config_path)), nl=False)
+
+
+@config.command("check")
+@config_option
+def config_check(config_path: Path | None) -> None:
+    """Validate the configuration and its policy profile; exit 1 with the reasons if invalid."""
+    from appliance.policy import load_profile
+
+    cfg = _load(config_path)
+    try:
+        profile = load_profile(cfg.policy.profile, cfg.policy.profile_file)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"ok: station {cfg.station.id}, {len(cfg.bays)} bays, policy {profile.id} ({profile.title})")
+
+
+@main.command()
+@click.option("--dir", "root", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+def demo(root: Path, port: int) -> None:
+    """Provision (first time) and run a whole simulated station with its web UI. Ctrl-C stops it."""
+    from appliance.station import Station
+    from devices.sim.server import SimServer
+    from devices.sim.world import SimWorld
+    from provisioning.demo import provision_demo
+
+    setup_logging("INFO")
+    config_path = provision_demo(root, web_port=port)
+    config = _load(config_path)
+    assert config.devices.sim_world is not None
+    sim = SimServer(SimWorld(config.devices.sim_world))
+    sim.start()
+    station = Station(config)
+    try:
+        asyncio.run(
+            station.run(
+                on_running=lambda: log.info(
+                    "demo station on http://%s:%d  (sim: recterm sim --world %s ...)",
+                    config.web.host,
+                    config.web.port,
+                    config.devices.sim_world,
+                )
+            )
+        )
+    finally:
+        sim.stop()
+
+
+# -- the simulator ---------------------------------------------------------------------------------
+
+world_option = click.option(
+    "--world",
+    "world_root",
+    type=click.Path(path_type=Path),
+    default=Path("var/demo/sim"),
+    show_default=True,
+    envvar="RECTERM_SIM_WORLD",
+    help="Simulator directory.",
+)
+
+
+@main.group()
+def sim() -> None:
+    """Drive the simulated hardware (cameras, bays) from a shell."""
+
+
+def _sim_call(world_root: Path, **request: object) -> dict[str, object]:
+    from devices.sim.server import send_command
+    from devices.sim.world import SimError
+
+    try:
+        reply = send_command(world_root, request)
+    except SimError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not reply.get("ok"):
+        raise click.ClickException(str(reply.get("error")))
+    return reply
+
+
+@sim.command("serve")
+@world_option
+def sim_serve(world_root: Path) -> None:
+    """Run the simulator (ptys, charging, docking) in the foreground."""
+    from devices.sim.server import SimServer
+    from devices.sim.world import SimWorld
+
+    setup_logging("INFO")
+    server = SimServer(SimWorld(world_root))
+    server.start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+
+
+@sim.command("create")
+@world_option
+@click.argument("serial")
+@click.option("--fs", "fs_type", type=click.Choice(["exfat", "vfat"]), default="exfat", show_default=True)
+@click.option("--size-mib", type=int, default=128, show_default=True)
+@click.option("--clips", type=int, default=3, show_default=True)
+def sim_create(world_root: Path, serial: str, fs_type: str, size_mib: int, clips: int) -> None:
+    """Make a simulated camera: a real FAT32/exFAT image holding real MP4 recordings."""
+    from devices.sim.world import SimError, SimWorld
+
+    try:
+        SimWorld(world_root).create_camera(serial, fs_type=fs_type, size_mib=size_mib, clips=clips)
+    except (SimError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"camera {serial} created ({fs_type}, {clips} recordings)")
+
+
+@sim.command("dock")
+@world_option
+@click.argument("serial")
+@click.argument("bay", type=int)
+def sim_dock(world_root: Path, serial: str, bay: int) -> None:
+    """Put camera SERIAL into BAY."""
+    _sim_call(world_root, op="dock", serial=serial, bay=bay)
+    click.echo(f"{serial} docked in bay {bay}")
+
+
+@sim.command("undock")
+@world_option
+@click.argument("bay", type=int)
+def sim_undock(world_root: Path, bay: int) -> None:
+    """Take the camera out of BAY."""
+    reply = _sim_call(world_root, op="undock", bay=bay)
+    click.echo(f"{reply['serial']} taken out of bay {bay}")
+
+
+@sim.command("record")
+@world_option
+@click.argument("serial")
+@click.option("--clips", type=int, default=2, show_default=True)
+@click.option("--seconds", type=float, default=3.0, show_default=True)
+def sim_record(world_root: Path, serial: str, clips: int, seconds: float) -> None:
+    """Record new clips on an undocked camera."""
+    from devices.sim.world import SimError, SimWorld
+
+    try:
+        made = SimWorld(world_root).record(serial, clips, seconds)
+    except SimError as exc:
+        raise click.ClickException(str(exc)) from None
+    for recording in made:
+        click.echo(recording.camera_path)
+
+
+@sim.command("battery")
+@world_option
+@click.argument("serial")
+@click.argument("pct", type=int)
+def sim_battery(world_root: Path, serial: str, pct: int) -> None:
+    """Set (drain) a camera's battery level."""
+    from devices.sim.world import SimError, SimWorld
+
+    try:
+        SimWorld(world_root).set_battery(serial, pct)
+    except SimError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{serial} battery at {pct}%")
+
+
+@sim.command("status")
+@world_option
+def sim_status(world_root: Path) -> None:
+    """List cameras and where they sit."""
+    from devices.sim.world import SimWorld
+
+    world = SimWorld(world_root)
+    docked = {serial: bay for bay, serial in world.docked().items()}
+    for serial in world.cameras():
+        camera = world.load(serial)
+        where = f"bay {docked[serial]}" if serial in docked else "out"
+        click.echo(f"{serial}  {camera.fs_type:5}  battery {camera.battery_pct:3d}%  {where}")

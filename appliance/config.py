@@ -1,0 +1,260 @@
+"""Station configuration: one TOML file, validated by a schema, layered over defaults and the environment.
+
+Layers, later wins: built-in defaults (the model's field defaults), then the TOML file, then environment
+variables named ``RECTERM_<SECTION>__<KEY>`` (for example ``RECTERM_WEB__PORT=8081``). Every error names
+the file (or variable), the key and the reason; nothing unknown is silently accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "RECTERM_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StationSection(_Section):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "station-0"
+    name: str = "记录仪采集站"
+    data_dir: Path = Path("/var/lib/recterm")
+    timezone: str = "Asia/Shanghai"
+
+
+class WebSection(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+
+
+class DeviceBackend(StrEnum):
+    REAL = "real"
+    SIMULATED = "simulated"
+    DISABLED = "disabled"
+
+
+class StorageBackend(StrEnum):
+    KERNEL = "kernel"  # the station: mount -t vfat/exfat -o ro,nosuid,nodev,noexec
+    USERSPACE = "userspace"  # machines without vfat/exfat in the kernel: exfat-fuse and pyfatfs
+
+
+class DevicesSection(_Section):
+    backend: DeviceBackend = DeviceBackend.REAL
+    storage: StorageBackend = StorageBackend.KERNEL
+    sim_world: Path | None = None
+    poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    control_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+
+    @model_validator(mode="after")
+    def _simulated_needs_world(self) -> DevicesSection:
+        if self.backend is DeviceBackend.SIMULATED and self.sim_world is None:
+            raise ValueError("backend = 'simulated' needs sim_world (the simulator's directory)")
+        return self
+
+
+class BaySection(_Section):
+    number: Annotated[int, Field(ge=1, le=64)]
+    port_path: Annotated[str, Field(pattern=r"^\d+-\d+(\.\d+)*$")]
+    label: str = ""
+
+
+class OffloadSection(_Section):
+    parallel: Annotated[int, Field(ge=1, le=16)] = 4
+    buffer_kib: Annotated[int, Field(ge=64, le=16384)] = 1024
+    reserve_gib: Annotated[float, Field(ge=0)] = 2.0
+    extensions: tuple[str, ...] = (".mp4", ".mov", ".avi", ".ts", ".wav", ".mp3", ".jpg", ".jpeg")
+
+    @field_validator("extensions")
+    @classmethod
+    def _lower_dot(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ext in value:
+            if not ext.startswith("."):
+                raise ValueError(f"extension {ext!r} must start with a dot")
+        return tuple(e.lower() for e in value)
+
+
+class CentralSection(_Section):
+    kind: Literal["archive", "disabled"] = "archive"
+    archive_dir: Path | None = None
+
+
+class PolicySection(_Section):
+    profile: str = "003"
+    profile_file: Path | None = None
+
+
+class LoggingSection(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class StationConfig(_Section):
+    station: StationSection = StationSection()
+    web: WebSection = WebSection()
+    devices: DevicesSection = DevicesSection()
+    bays: tuple[BaySection, ...] = ()
+    offload: OffloadSection = OffloadSection()
+    central: CentralSection = CentralSection()
+    policy: PolicySection = PolicySection()
+    logging: LoggingSection = LoggingSection()
+
+    @model_validator(mode="after")
+    def _bays_unique(self) -> StationConfig:
+        seen_numbers: set[int] = set()
+        seen_ports: set[str] = set()
+        for bay in self.bays:
+            if bay.number in seen_numbers:
+                raise ValueError(f"bay {bay.number} is configured twice")
+            if bay.port_path in seen_ports:
+                raise ValueError(f"USB port path {bay.port_path} is mapped to more than one bay")
+            seen_numbers.add(bay.number)
+            seen_ports.add(bay.port_path)
+        return self
+
+    # Paths derived from data_dir: one place decides the on-disk layout.
+    @property
+    def state_dir(self) -> Path:
+        return self.station.data_dir / "state"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.station.data_dir / "store"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.station.data_dir / "log"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.station.data_dir / "keys"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.station.data_dir / "run"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.central.archive_dir or self.station.data_dir / "central-archive"
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Turn RECTERM_A__B=value into {"a": {"b": value}}; values are parsed as JSON when they parse."""
+    layer: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if not all(path):
+            raise ConfigError(f"environment variable {name}: empty key segment")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = layer
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name}: {part} is not a section")
+        node[path[-1]] = value
+        origins[path] = f"environment variable {name}"
+    return layer, origins
+
+
+def _format_errors(err: ValidationError, source: str, env_origins: dict[tuple[str, ...], str]) -> str:
+    lines = []
+    for item in err.errors():
+        loc = tuple(str(p) for p in item["loc"])
+        key = ".".join(loc) or "(top level)"
+        origin = source
+        for length in range(len(loc), 0, -1):
+            if loc[:length] in env_origins:
+                origin = env_origins[loc[:length]]
+                break
+        reason = item["msg"]
+        if item["type"] == "extra_forbidden":
+            reason = "unknown key"
+        lines.append(f"{origin}: {key}: {reason}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> StationConfig:
+    """Load and validate the configuration; raise ConfigError with file, key and reason on any fault."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = "built-in defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    env_layer, env_origins = _env_layer(environ)
+    merged = _deep_merge(data, env_layer)
+    try:
+        config = StationConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source, env_origins)) from None
+    if path is not None:
+        config = _anchor_paths(config, Path(path).resolve().parent)
+    return config
+
+
+def _anchor_paths(config: StationConfig, base: Path) -> StationConfig:
+    """A relative path in the file means "next to the config file", whatever the working directory."""
+
+    def anchored(section: BaseModel, *names: str) -> dict[str, BaseModel]:
+        updates = {}
+        for name in names:
+            value = getattr(section, name)
+            if isinstance(value, Path) and not value.is_absolute():
+                updates[name] = (base / value).resolve()
+        return updates
+
+    return config.model_copy(
+        update={
+            "station": config.station.model_copy(update=anchored(config.station, "data_dir")),
+            "devices": config.devices.model_copy(update=anchored(config.devices, "sim_world")),
+            "central": config.central.model_copy(update=anchored(config.central, "archive_dir")),
+            "policy": config.policy.model_copy(update=anchored(config.policy, "profile_file")),
+        }
+    )
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def dump_config(config: StationConfig) -> str:
+    """The effective configuration as TOML (for `recterm config show`); unset optional keys are left out."""
+    return tomli_w.dumps(_drop_none(config.model_dump(mode="json")))

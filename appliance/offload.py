@@ -1,0 +1,157 @@
+"""Offload one docked camera: list its recordings, copy each into the store while hashing, verify, log.
+
+Runs on a worker thread (blocking I/O throughout). Nothing on the camera is modified here. A recording
+already verified in an earlier, interrupted offload is recognised by (camera, path, size, mtime) and not
+copied again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tinydb import Query, TinyDB
+
+from appliance.eventlog import EventLog
+from appliance.state.db import StateDB
+from appliance.store import LocalStore
+from devices.volumes import FileEntry, Volume
+
+log = logging.getLogger(__name__)
+
+RECORDINGS = "recordings"
+
+
+class OffloadCancelled(Exception):
+    """The camera was undocked (or the station is stopping) mid-offload."""
+
+
+@dataclass
+class OffloadProgress:
+    files_total: int = 0
+    files_done: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    skipped: int = 0  # verified in an earlier run
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "files_total": self.files_total,
+            "files_done": self.files_done,
+            "bytes_total": self.bytes_total,
+            "bytes_done": self.bytes_done,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass
+class OffloadResult:
+    camera_serial: str
+    copied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    progress: OffloadProgress = field(default_factory=OffloadProgress)
+
+
+def recording_key(camera_serial: str, entry: FileEntry) -> str:
+    mtime = entry.modified.isoformat() if entry.modified else "-"
+    return f"{camera_serial}|{entry.path}|{entry.size}|{mtime}"
+
+
+def is_recording(entry: FileEntry, extensions: tuple[str, ...]) -> bool:
+    return Path(entry.path).suffix.lower() in extensions
+
+
+@dataclass
+class Offloader:
+    store: LocalStore
+    db: StateDB
+    events: EventLog
+    extensions: tuple[str, ...]
+
+    def run(
+        self,
+        volume: Volume,
+        camera: dict[str, object],
+        bay: int,
+        cancel: threading.Event,
+        on_progress: Callable[[OffloadProgress], None],
+    ) -> OffloadResult:
+        serial = str(camera["serial"])
+        entries = [e for e in volume.entries() if is_recording(e, self.extensions)]
+        result = OffloadResult(serial)
+        progress = result.progress
+        progress.files_total = len(entries)
+        progress.bytes_total = sum(e.size for e in entries)
+        known = self.db.call(lambda db: _verified_keys(db, serial))
+        self.events.append(
+            "offload_start",
+            {"bay": bay, "camera": serial, "files": len(entries), "bytes": progress.bytes_total},
+        )
+        on_progress(progress)
+        for entry in entries:
+            key = recording_key(serial, entry)
+            if key in known:
+                progress.files_done += 1
+                progress.bytes_done += entry.size
+                progress.skipped += 1
+                result.skipped.append(entry.path)
+                on_progress(progress)
+                continue
+            if cancel.is_set():
+                raise OffloadCancelled(f"stopped before {entry.path}")
+
+            def advance(n: int, path: str = entry.path) -> None:
+                if cancel.is_set():
+                    raise OffloadCancelled(f"stopped during {path}")
+                progress.bytes_done += n
+                on_progress(progress)
+
+            with volume.open(entry.path) as source:
+                stored = self.store.ingest(source, entry.size, advance)
+            ingest = self.events.append(
+                "ingest",
+                {
+                    "bay": bay,
+                    "camera": serial,
+                    "camera_path": entry.path,
+                    "size": stored.size,
+                    "sha256": stored.sha256,
+                    "camera_mtime": entry.modified.isoformat() if entry.modified else None,
+                },
+            )
+            row = {
+                "key": key,
+                "camera_serial": serial,
+                "camera_path": entry.path,
+                "name": Path(entry.path).name,
+                "size": stored.size,
+                "sha256": stored.sha256,
+                "camera_mtime": entry.modified.isoformat() if entry.modified else None,
+                "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "ingest_seq": ingest.seq,
+                "status": "verified",
+            }
+            self.db.call(lambda db, row=row: db.table(RECORDINGS).upsert(row, Query().key == row["key"]))
+            progress.files_done += 1
+            result.copied.append(entry.path)
+            on_progress(progress)
+        self.events.append(
+            "offload_complete",
+            {
+                "bay": bay,
+                "camera": serial,
+                "listed": len(entries),
+                "copied": len(result.copied),
+                "already_verified": len(result.skipped),
+            },
+        )
+        return result
+
+
+def _verified_keys(db: TinyDB, serial: str) -> set[str]:
+    rows = db.table(RECORDINGS).search((Query().camera_serial == serial) & (Query().status == "verified"))
+    return {r["key"] for r in rows}

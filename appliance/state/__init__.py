@@ -1,0 +1,1 @@
+"""Station state: atomic files, the TinyDB current-state store and its single owner."""

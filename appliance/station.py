@@ -1,0 +1,145 @@
+"""The station process: builds the services from the config and runs them with an explicit lifecycle.
+
+STARTING -> RUNNING -> STOPPING -> STOPPED. Background tasks are supervised: one that dies, or returns
+while the station is running, stops the whole process with a non-zero exit so systemd restarts it. A
+half-alive station that silently stopped offloading is worse than a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+
+import uvicorn
+
+from appliance import __version__
+from appliance.bays import BayService
+from appliance.bus import Broadcaster
+from appliance.config import StationConfig
+from appliance.eventlog import EventLog
+from appliance.offload import Offloader
+from appliance.policy import PolicyProfile, load_profile
+from appliance.state.db import StateDB
+from appliance.store import LocalStore
+from devices.hotplug import make_scanner
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class TaskDied(Exception):
+    """A supervised background task ended while the station was running."""
+
+
+class Station:
+    def __init__(self, config: StationConfig) -> None:
+        self.config = config
+        self.state = Lifecycle.STARTING
+        self.policy: PolicyProfile = load_profile(config.policy.profile, config.policy.profile_file)
+        for folder in (config.state_dir, config.store_dir, config.log_dir, config.run_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.db = StateDB(config.state_dir / "state.json")
+        self.events = EventLog(config.log_dir)
+        self.store = LocalStore(
+            config.store_dir,
+            buffer_size=config.offload.buffer_kib * 1024,
+            reserve_bytes=int(config.offload.reserve_gib * 2**30),
+        )
+        self.offloader = Offloader(self.store, self.db, self.events, config.offload.extensions)
+        self._stop = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.bus: Broadcaster | None = None
+        self.bays: BayService | None = None
+
+    # -- supervision
+    def _supervise(self, name: str, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self.state is not Lifecycle.RUNNING and self.state is not Lifecycle.STARTING:
+                return
+            if t.cancelled():
+                exc: BaseException = TaskDied(f"task {name} was cancelled")
+            else:
+                exc = t.exception() or TaskDied(f"task {name} returned")
+            log.critical("background task %s died: %r; stopping the station", name, exc)
+            self._failure = exc
+            self._stop.set()
+
+        task.add_done_callback(done)
+        self._tasks.append(task)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- run
+    async def run(self, serve_web: bool = True, on_running: Callable[[], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        self.bus = Broadcaster(loop)
+        self.bays = BayService(self.config, self.db, self.events, self.offloader, self.bus)
+        scanner = make_scanner(self.config.devices.backend.value, self.config.devices.sim_world)
+        self.events.append(
+            "boot",
+            {
+                "station": self.config.station.id,
+                "version": __version__,
+                "policy": self.policy.id,
+                "devices": self.config.devices.backend.value,
+            },
+        )
+        log.info("station %s starting (policy %s)", self.config.station.id, self.policy.id)
+        self._supervise("hotplug", self.bays.watch(scanner, self._stop))
+        if serve_web:
+            from web_ui.app import create_app
+
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    create_app(self),
+                    host=self.config.web.host,
+                    port=self.config.web.port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="on",
+                )
+            )
+            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle it
+            self._supervise("web", server.serve())
+        self.state = Lifecycle.RUNNING
+        log.info("station running")
+        if on_running:
+            on_running()
+        try:
+            await self._stop.wait()
+        finally:
+            self.state = Lifecycle.STOPPING
+            log.info("station stopping")
+            scanner.close()
+            if serve_web:
+                server.should_exit = True
+            for task in self._tasks:
+                if task.get_name() != "web":
+                    task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await loop.run_in_executor(None, self.bays.close)
+            self.events.append("shutdown", {"clean": self._failure is None})
+            self.events.close()
+            self.db.close()
+            self.state = Lifecycle.STOPPED
+            log.info("station stopped")
+        if self._failure is not None:
+            raise TaskDied(str(self._failure)) from self._failure

@@ -1,0 +1,1 @@
+"""Hardware back ends: each kind of device has real, simulated and disabled variants chosen by config."""

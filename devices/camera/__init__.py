@@ -1,0 +1,1 @@
+"""Body-camera control: one function set (the vendors' common workstation API), several transports."""

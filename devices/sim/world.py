@@ -1,0 +1,163 @@
+"""The simulator's world on disk: cameras (state + storage image), the dock wiring, what is docked.
+
+Layout under the world root::
+
+    world.json                 dock wiring: bay number -> USB port path
+    docked.json                which camera sits in which bay (survives a restart of the simulator)
+    cameras/<serial>/camera.json, storage.img
+    usb/<port_path>.json       runtime: what the simulated USB bus currently shows (like udev)
+    sim.sock                   control socket of the running simulator
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from appliance.state.atomic import atomic_write_json, read_json
+from devices.sim import media
+
+SERIAL = re.compile(r"^[A-Z0-9]{7}$")  # ZFY_INFO product serial: 7 characters
+
+
+class SimError(Exception):
+    """A simulator request that cannot be carried out."""
+
+
+@dataclass
+class SimCamera:
+    serial: str
+    vendor: str = "SIMCAM"
+    model: str = "DSJ-S1"
+    firmware: str = "1.0.0"
+    password: str = "000000"
+    battery_pct: int = 60
+    clock_offset_s: float = 0.0
+    resolution: str = "1920x1080@30"
+    bitrate_mbps: float = 8.0
+    fs_type: str = "exfat"
+    usb_vid: int = 0x2E8A
+    usb_pid: int = 0x0C01
+    officer: dict[str, str] | None = None
+    next_index: int = 1
+    fault: str | None = None  # None, "mute" (stops answering) or "garbage" (answers nonsense)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimCamera:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class SimWorld:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- layout
+    @property
+    def usb_dir(self) -> Path:
+        return self.root / "usb"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.root / "sim.sock"
+
+    def camera_dir(self, serial: str) -> Path:
+        if not SERIAL.match(serial):
+            raise SimError(f"camera serial {serial!r} must be 7 capital letters or digits")
+        return self.root / "cameras" / serial
+
+    def image_path(self, serial: str) -> Path:
+        return self.camera_dir(serial) / "storage.img"
+
+    def init(self, bays: dict[int, str]) -> None:
+        """Create the world with its dock wiring (bay number -> USB port path)."""
+        (self.root / "cameras").mkdir(parents=True, exist_ok=True)
+        self.usb_dir.mkdir(exist_ok=True)
+        atomic_write_json(self.root / "world.json", {"bays": {str(k): v for k, v in bays.items()}})
+
+    def wiring(self) -> dict[int, str]:
+        data = read_json(self.root / "world.json")
+        if data is None:
+            raise SimError(f"{self.root} is not a simulator world (no world.json)")
+        return {int(k): v for k, v in data["bays"].items()}
+
+    # -- cameras
+    def cameras(self) -> list[str]:
+        folder = self.root / "cameras"
+        return sorted(p.name for p in folder.iterdir() if (p / "camera.json").exists()) if folder.exists() else []
+
+    def load(self, serial: str) -> SimCamera:
+        data = read_json(self.camera_dir(serial) / "camera.json")
+        if data is None:
+            raise SimError(f"no simulated camera {serial}")
+        return SimCamera.from_dict(data)
+
+    def save(self, camera: SimCamera) -> None:
+        atomic_write_json(self.camera_dir(camera.serial) / "camera.json", asdict(camera))
+
+    def create_camera(
+        self, serial: str, fs_type: str = "exfat", size_mib: int = 256, clips: int = 0, **attrs: Any
+    ) -> SimCamera:
+        folder = self.camera_dir(serial)
+        if (folder / "camera.json").exists():
+            raise SimError(f"camera {serial} already exists")
+        if fs_type not in ("vfat", "exfat"):
+            raise SimError("fs_type must be vfat (FAT32) or exfat")
+        folder.mkdir(parents=True)
+        try:
+            media.create_image(self.image_path(serial), fs_type, size_mib, label=serial)  # type: ignore[arg-type]
+            camera = SimCamera(serial=serial, fs_type=fs_type, **attrs)
+            self.save(camera)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if clips:
+            self.record(serial, clips)
+        return camera
+
+    def record(self, serial: str, count: int, seconds: float = 3.0) -> list[media.Recording]:
+        """The officer records ``count`` clips (only while the camera is out of its dock)."""
+        if serial in self.docked().values():
+            raise SimError(f"camera {serial} is docked: it records only when taken out")
+        camera = self.load(serial)
+        start = camera_now(camera) - timedelta(seconds=count * (seconds + 5) + 60)
+        made = media.record(self.image_path(serial), serial, start, count, seconds, first_index=camera.next_index)
+        camera.next_index += count
+        self.save(camera)
+        return made
+
+    def set_battery(self, serial: str, pct: int) -> None:
+        if not 0 <= pct <= 100:
+            raise SimError("battery level must be 0..100")
+        camera = self.load(serial)
+        camera.battery_pct = pct
+        self.save(camera)
+
+    # -- docking (persistent part; the server does the live part)
+    def docked(self) -> dict[int, str]:
+        return {int(k): v for k, v in read_json(self.root / "docked.json", {}).items()}
+
+    def set_docked(self, bay: int, serial: str | None) -> None:
+        docked = self.docked()
+        if serial is None:
+            docked.pop(bay, None)
+        else:
+            docked[bay] = serial
+        atomic_write_json(self.root / "docked.json", {str(k): v for k, v in sorted(docked.items())})
+
+    def clear_usb(self) -> None:
+        if self.usb_dir.exists():
+            for item in self.usb_dir.glob("*.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    item.unlink()
+
+
+def camera_now(camera: SimCamera) -> datetime:
+    """The camera's own clock: local wall time plus its drift."""
+    return datetime.now().replace(microsecond=0) + timedelta(seconds=camera.clock_offset_s)

@@ -1,0 +1,35 @@
+"""Which filesystem a camera's block device holds, probed by libblkid (util-linux)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from devices.volumes.base import VolumeError
+
+SUPPORTED = ("vfat", "exfat")
+
+
+def probe_fs_type(device: Path) -> str:
+    """Return "vfat" or "exfat"; VolumeError with a clear reason for anything else."""
+    try:
+        proc = subprocess.run(
+            ["blkid", "--probe", "--output", "export", str(device)],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise VolumeError("blkid (util-linux) is not installed") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise VolumeError(f"{device}: probing the filesystem timed out (device not answering)") from exc
+    if proc.returncode == 2:
+        raise VolumeError(f"{device}: no recognisable filesystem (blank, corrupted or truncated)")
+    if proc.returncode != 0:
+        raise VolumeError(f"{device}: cannot probe filesystem: {proc.stderr.strip() or proc.returncode}")
+    fields = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    fs_type = fields.get("TYPE", "")
+    if fs_type not in SUPPORTED:
+        raise VolumeError(f"{device}: filesystem {fs_type or 'unknown'!s} is not FAT32 or exFAT")
+    return fs_type

@@ -1,0 +1,61 @@
+"""Mount and unmount helpers shared by the kernel and FUSE back ends."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+from devices.volumes.base import VolumeError
+
+log = logging.getLogger(__name__)
+
+# Camera storage is evidence: never writable, never a source of executables or device nodes.
+SAFE_OPTIONS = ("ro", "nosuid", "nodev", "noexec")
+
+
+def run_tool(argv: list[str], what: str, timeout: float = 30) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        raise VolumeError(f"{what}: {argv[0]} is not installed") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise VolumeError(f"{what}: {argv[0]} timed out") from exc
+    if proc.returncode != 0:
+        raise VolumeError(f"{what}: {proc.stderr.strip() or proc.stdout.strip() or proc.returncode}")
+    return proc.stdout
+
+
+def is_block_device(path: Path) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def unmount(mountpoint: Path, fuse: bool) -> None:
+    """Unmount, retrying briefly while a reader lets go; lazy-detach as the last resort so a vanished
+    device never leaves the station stuck."""
+    argv = ["fusermount", "-u", str(mountpoint)] if fuse and os.geteuid() != 0 else ["umount", str(mountpoint)]
+    for attempt in range(10):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode == 0 or not os.path.ismount(mountpoint):
+            break
+        time.sleep(0.1 * (attempt + 1))
+    else:
+        log.warning("unmount of %s failed (%s); detaching lazily", mountpoint, proc.stderr.strip())
+        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, check=False)
+    with contextlib.suppress(OSError):
+        mountpoint.rmdir()
+
+
+def wait_mounted(mountpoint: Path, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.ismount(mountpoint):
+        if time.monotonic() > deadline:
+            raise VolumeError(f"{mountpoint}: filesystem did not appear")
+        time.sleep(0.02)

@@ -1,0 +1,107 @@
+"""Provision the demo station: a simulated world with 8 bays, a dozen officers, cameras holding real
+recordings, a signing key made on the spot, and a config that ties it together. Idempotent: an existing
+demo is reused as it is."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import tomli_w
+
+from appliance import inventory
+from appliance.config import load_config
+from appliance.state.db import StateDB
+from devices.sim.world import SimWorld
+from provisioning.keys import create_signing_key, fingerprint
+
+log = logging.getLogger(__name__)
+
+BAYS = 8
+OFFICERS = [
+    ("110001", "张伟"),
+    ("110002", "王芳"),
+    ("110003", "李娜"),
+    ("110004", "刘洋"),
+    ("110005", "陈静"),
+    ("110006", "杨磊"),
+    ("110007", "赵敏"),
+    ("110008", "黄勇"),
+    ("110009", "周杰"),
+    ("110010", "吴婷"),
+    ("110011", "徐强"),
+    ("110012", "孙丽"),
+]
+UNIT = ("330100000001", "综合行政执法大队")
+# (serial, filesystem, clips, bay or None, battery %)
+CAMERAS = [
+    ("ZFY0001", "exfat", 4, 1, 35),
+    ("ZFY0002", "vfat", 3, 2, 60),
+    ("ZFY0003", "exfat", 5, 3, 80),
+    ("ZFY0004", "vfat", 2, 5, 95),
+    ("ZFY0005", "exfat", 0, None, 100),
+    ("ZFY0006", "vfat", 0, None, 100),
+]
+UNREGISTERED = ("ZFYX999", "vfat", 1, 8, 50)
+
+
+def port_for(bay: int) -> str:
+    # The demo's dock wiring: bay n hangs on port n of the hub on root port 1.
+    return f"1-1.{bay}"
+
+
+def provision_demo(root: Path, web_port: int = 8080) -> Path:
+    """Create (or reuse) the demo under ``root``; return the config path."""
+    root = root.resolve()
+    config_path = root / "station.toml"
+    if config_path.exists():
+        log.info("reusing the demo station in %s", root)
+        return config_path
+    root.mkdir(parents=True, exist_ok=True)
+    config = {
+        "station": {"id": "demo-station-01", "name": "演示采集站", "data_dir": "data"},
+        "web": {"host": "127.0.0.1", "port": web_port},
+        "devices": {"backend": "simulated", "storage": "userspace", "sim_world": "sim"},
+        "bays": [{"number": n, "port_path": port_for(n), "label": f"{n}"} for n in range(1, BAYS + 1)],
+        "offload": {"parallel": 4, "reserve_gib": 0.5},
+        "central": {"kind": "archive", "archive_dir": "central-archive"},
+        "policy": {"profile": "003"},
+    }
+    staging = root / "station.toml.new"
+    staging.write_text(tomli_w.dumps(config), encoding="utf-8")
+    loaded = load_config(staging)
+
+    public = create_signing_key(loaded.keys_dir)
+    log.info("station signing key %s", fingerprint(public))
+
+    world = SimWorld(root / "sim")
+    world.init({n: port_for(n) for n in range(1, BAYS + 1)})
+    for serial, fs_type, clips, bay, battery in [*CAMERAS, UNREGISTERED]:
+        if serial not in world.cameras():
+            log.info("making simulated camera %s (%s, %d recordings)", serial, fs_type, clips)
+            world.create_camera(serial, fs_type=fs_type, size_mib=128, clips=clips, battery_pct=battery)
+        if bay is not None and bay not in world.docked():
+            world.set_docked(bay, serial)
+
+    db = StateDB(loaded.state_dir / "state.json")
+    try:
+
+        def seed(tdb: object) -> None:
+            for serial, *_ in CAMERAS:
+                inventory.upsert_camera(tdb, serial, model="DSJ-S1", vendor="SIMCAM", driver="serial")  # type: ignore[arg-type]
+            for police_no, name in OFFICERS:
+                inventory.upsert_officer(
+                    tdb,
+                    police_no,
+                    name=name,
+                    unit_code=UNIT[0],
+                    unit_name=UNIT[1],  # type: ignore[arg-type]
+                    badge=f"CARD{police_no}",
+                    role="officer",
+                )
+
+        db.call(seed)
+    finally:
+        db.close()
+    staging.rename(config_path)  # last step: a half-made demo is redone next time, not reused
+    return config_path

@@ -1,0 +1,153 @@
+"""Shared fixtures: a simulated world with real filesystem images, a running simulator, a station config."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from appliance import inventory
+from appliance.config import StationConfig, load_config
+from appliance.state.db import StateDB
+from appliance.station import Lifecycle, Station
+from devices.sim.server import SimServer
+from devices.sim.world import SimWorld
+
+BAYS = 4
+
+
+def port_for(bay: int) -> str:
+    return f"1-1.{bay}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> SimWorld:
+    world = SimWorld(tmp_path / "sim")
+    world.init({n: port_for(n) for n in range(1, BAYS + 1)})
+    return world
+
+
+@pytest.fixture
+def sim_server(world: SimWorld) -> Iterator[SimServer]:
+    server = SimServer(world, charge_interval_s=0.5)
+    server.start()
+    yield server
+    server.stop()
+
+
+def write_config(tmp_path: Path, world: SimWorld, **overrides: object) -> Path:
+    data: dict[str, object] = {
+        "station": {"id": "test-station", "data_dir": str(tmp_path / "data")},
+        "web": {"host": "127.0.0.1", "port": free_port()},
+        "devices": {
+            "backend": "simulated",
+            "storage": "userspace",
+            "sim_world": str(world.root),
+            "poll_interval_s": 0.1,
+        },
+        "bays": [{"number": n, "port_path": port_for(n)} for n in range(1, BAYS + 1)],
+        "offload": {"parallel": 4, "reserve_gib": 0},
+    }
+    for key, value in overrides.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value  # type: ignore[dict-item]
+    path = tmp_path / "station.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path, world: SimWorld) -> StationConfig:
+    return load_config(write_config(tmp_path, world))
+
+
+def register_cameras(config: StationConfig, *serials: str, password: str = "000000") -> None:
+    db = StateDB(config.state_dir / "state.json")
+    try:
+        db.call(lambda tdb: [inventory.upsert_camera(tdb, s, password=password) for s in serials])
+    finally:
+        db.close()
+
+
+class RunningStation:
+    """A station running on its own event loop in a background thread, as `recterm run` would."""
+
+    def __init__(self, config: StationConfig, serve_web: bool) -> None:
+        self.config = config
+        self.station = Station(config)
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, args=(serve_web,), daemon=True)
+        self._thread.start()
+        wait_until(lambda: self._ready.is_set() or self.error is not None, 30, "station start")
+        if self.error:
+            raise self.error
+
+    def _main(self, serve_web: bool) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.station.run(serve_web=serve_web, on_running=self._ready.set))
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.loop.close()
+
+    def bay(self, number: int) -> dict[str, object]:
+        assert self.station.bays is not None
+        return next(b for b in self.station.bays.snapshot() if b["number"] == number)
+
+    def wait_bay(self, number: int, state: str, timeout: float = 60) -> dict[str, object]:
+        wait_until(lambda: self.bay(number)["state"] == state, timeout, f"bay {number} to be {state}")
+        return self.bay(number)
+
+    def stop(self) -> None:
+        if self.station.state is Lifecycle.RUNNING:
+            self.loop.call_soon_threadsafe(self.station.request_stop)
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "station did not stop"
+
+
+@pytest.fixture
+def start_station(config: StationConfig) -> Iterator[Callable[..., RunningStation]]:
+    running: list[RunningStation] = []
+
+    def start(serve_web: bool = False, cfg: StationConfig | None = None) -> RunningStation:
+        station = RunningStation(cfg or config, serve_web)
+        running.append(station)
+        return station
+
+    yield start
+    for station in running:
+        with contextlib.suppress(Exception):
+            station.stop()
