@@ -1,0 +1,109 @@
+"""The configuration: layered, validated, and refused with file, key and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from appliance.cli import main
+from appliance.config import ConfigError, load_config
+
+GOOD = """
+[station]
+id = "st-01"
+data_dir = "data"
+
+[web]
+port = 8088
+
+[[bays]]
+number = 1
+port_path = "1-1.1"
+
+[[bays]]
+number = 2
+port_path = "1-1.2"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "station.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_then_file_then_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    config = load_config(path, environ={"RECTERM_WEB__PORT": "9001", "RECTERM_OFFLOAD__PARALLEL": "2"})
+    assert config.station.id == "st-01"  # from the file
+    assert config.web.port == 9001  # the environment wins over the file
+    assert config.offload.parallel == 2
+    assert config.offload.buffer_kib == 1024  # built-in default
+    assert config.station.data_dir == (tmp_path / "data").resolve()  # relative to the file, not the cwd
+    assert [b.port_path for b in config.bays] == ["1-1.1", "1-1.2"]
+
+
+def test_unknown_key_is_refused_naming_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + "\n[offload]\nparalel = 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    message = str(err.value)
+    assert str(path) in message
+    assert "offload.paralel" in message
+    assert "unknown key" in message
+
+
+def test_wrong_type_is_refused_naming_file_key_and_reason(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("port = 8088", 'port = "eighty"'))
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    message = str(err.value)
+    assert f"{path}: web.port:" in message
+    assert "integer" in message
+
+
+def test_out_of_range_and_bad_environment_value_name_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={"RECTERM_WEB__PORT": "70000"})
+    assert "environment variable RECTERM_WEB__PORT: web.port:" in str(err.value)
+
+
+def test_duplicate_port_mapping_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace('port_path = "1-1.2"', 'port_path = "1-1.1"'))
+    with pytest.raises(ConfigError, match="1-1.1 is mapped to more than one bay"):
+        load_config(path, environ={})
+
+
+def test_malformed_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[station\n"), environ={})
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.toml", environ={})
+
+
+def test_simulated_backend_needs_a_world(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + '\n[devices]\nbackend = "simulated"\n')
+    with pytest.raises(ConfigError, match="devices: Value error, backend = 'simulated' needs sim_world"):
+        load_config(path, environ={})
+
+
+def test_config_show_prints_the_effective_config(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    result = CliRunner().invoke(main, ["config", "show", "--config", str(path)], env={"RECTERM_WEB__HOST": "0.0.0.0"})
+    assert result.exit_code == 0, result.output
+    assert 'id = "st-01"' in result.output
+    assert 'host = "0.0.0.0"' in result.output
+    assert "port = 8088" in result.output
+    assert 'profile = "003"' in result.output
+
+
+def test_config_check_reports_errors_with_exit_1(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + "\n[policy]\nprofile = \"999\"\n")
+    result = CliRunner().invoke(main, ["config", "check", "--config", str(path)], env={})
+    assert result.exit_code == 1
+    assert "no such profile" in result.output
+    ok = CliRunner().invoke(main, ["config", "check", "--config", str(write(tmp_path, GOOD))], env={})
+    assert ok.exit_code == 0 and "policy 003" in ok.output

@@ -1,0 +1,70 @@
+"""`recterm demo` (what `make demo` runs): provisions a whole simulated station, serves it, stops on Ctrl-C,
+and reuses its state the next time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port, wait_until
+
+
+def start_demo(root: Path, port: int) -> subprocess.Popen[bytes]:
+    recterm = Path(sys.executable).with_name("recterm")
+    return subprocess.Popen(
+        [str(recterm), "demo", "--dir", str(root), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def bays(port: int) -> list[dict]:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/bays", timeout=2).json()
+    except httpx.HTTPError:
+        return []
+
+
+def stop(proc: subprocess.Popen[bytes]) -> str:
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    out, _ = proc.communicate(timeout=60)
+    return out.decode()
+
+
+def test_demo_serves_a_simulated_station_and_stops_cleanly(tmp_path: Path) -> None:
+    root, port = tmp_path / "demo", free_port()
+    proc = start_demo(root, port)
+    try:
+        wait_until(lambda: len(bays(port)) == 8, 180, "demo web UI")
+        # Cameras sit in bays 1, 2, 3 and 5 holding real recordings; bay 8 holds an unregistered one.
+        wait_until(lambda: [b["state"] for b in bays(port) if b["number"] in (1, 2, 3, 5)] == ["ready"] * 4,
+                   120, "demo cameras offloaded")
+        board = {b["number"]: b for b in bays(port)}
+        assert board[8]["state"] == "unauthorised"
+        assert board[4]["state"] == "empty"
+        assert sum(b["progress"]["files_total"] for b in board.values() if b["progress"]) == 4 + 3 + 5 + 2
+        assert "执法记录仪采集站" in httpx.get(f"http://127.0.0.1:{port}/").text
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    assert "station stopped" in out
+    assert (root / "data" / "keys" / "station-signing.pem").stat().st_mode & 0o777 == 0o600
+    config_before = (root / "station.toml").read_bytes()
+
+    # Second run: same state, nothing copied again.
+    started = time.monotonic()
+    proc = start_demo(root, port)
+    try:
+        wait_until(lambda: len([b for b in bays(port) if b["state"] == "ready"]) == 4, 60, "demo restart")
+        assert all(b["progress"]["skipped"] == b["progress"]["files_total"] for b in bays(port) if b["progress"])
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    assert "reusing the demo station" in out
+    assert (root / "station.toml").read_bytes() == config_before
+    assert time.monotonic() - started < 60
