@@ -115,6 +115,7 @@ class Station:
                     log_config=None,
                     access_log=False,
                     lifespan="on",
+                    timeout_graceful_shutdown=5,
                 )
             )
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle it
@@ -129,6 +130,7 @@ class Station:
             self.state = Lifecycle.STOPPING
             log.info("station stopping")
             scanner.close()
+            self.bus.close()
             if serve_web:
                 server.should_exit = True
             for task in self._tasks:

@@ -73,7 +73,7 @@ def test_out_of_range_and_bad_environment_value_name_the_variable(tmp_path: Path
 
 def test_duplicate_port_mapping_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace('port_path = "1-1.2"', 'port_path = "1-1.1"'))
-    with pytest.raises(ConfigError, match="1-1.1 is mapped to more than one bay"):
+    with pytest.raises(ConfigError, match=r"1-1\.1 is mapped to more than one bay"):
         load_config(path, environ={})
 
 
@@ -101,7 +101,7 @@ def test_config_show_prints_the_effective_config(tmp_path: Path) -> None:
 
 
 def test_config_check_reports_errors_with_exit_1(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD + "\n[policy]\nprofile = \"999\"\n")
+    path = write(tmp_path, GOOD + '\n[policy]\nprofile = "999"\n')
     result = CliRunner().invoke(main, ["config", "check", "--config", str(path)], env={})
     assert result.exit_code == 1
     assert "no such profile" in result.output

@@ -19,7 +19,9 @@ def start_demo(root: Path, port: int) -> subprocess.Popen[bytes]:
     recterm = Path(sys.executable).with_name("recterm")
     return subprocess.Popen(
         [str(recterm), "demo", "--dir", str(root), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
@@ -42,8 +44,11 @@ def test_demo_serves_a_simulated_station_and_stops_cleanly(tmp_path: Path) -> No
     try:
         wait_until(lambda: len(bays(port)) == 8, 180, "demo web UI")
         # Cameras sit in bays 1, 2, 3 and 5 holding real recordings; bay 8 holds an unregistered one.
-        wait_until(lambda: [b["state"] for b in bays(port) if b["number"] in (1, 2, 3, 5)] == ["ready"] * 4,
-                   120, "demo cameras offloaded")
+        wait_until(
+            lambda: [b["state"] for b in bays(port) if b["number"] in (1, 2, 3, 5)] == ["ready"] * 4,
+            120,
+            "demo cameras offloaded",
+        )
         board = {b["number"]: b for b in bays(port)}
         assert board[8]["state"] == "unauthorised"
         assert board[4]["state"] == "empty"

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sse_starlette.sse import EventSourceResponse
 
 from appliance import __version__
 from web_ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue
@@ -57,24 +55,19 @@ def create_app(station: Station) -> FastAPI:
             raise HTTPException(404, f"no catalogue for {lang!r}; available: {', '.join(LANGUAGES)}")
         return catalogue(lang)
 
-    @app.get("/api/events/stream")
-    async def stream(request: Request) -> EventSourceResponse:
+    @app.get("/api/events/stream", response_class=EventSourceResponse)
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        """Live bay updates: a snapshot first, then each change. Ends when the station stops."""
         service = bays()
-        assert station.bus is not None
-        queue = station.bus.subscribe()
-
-        async def events() -> AsyncIterator[dict[str, str]]:
-            try:
-                yield {"event": "snapshot", "data": json.dumps(service.snapshot(), ensure_ascii=False)}
-                while True:
-                    try:
-                        topic, data = await asyncio.wait_for(queue.get(), timeout=15)
-                    except TimeoutError:
-                        continue  # sse-starlette sends its own keep-alive pings
-                    yield {"event": topic, "data": json.dumps(data, ensure_ascii=False)}
-            finally:
-                station.bus.unsubscribe(queue)  # type: ignore[union-attr]
-
-        return EventSourceResponse(events(), ping=10)
+        bus = station.bus
+        assert bus is not None
+        queue = bus.subscribe()
+        try:
+            yield ServerSentEvent(event="snapshot", data=service.snapshot())
+            while (item := await queue.get()) is not None:
+                topic, data = item
+                yield ServerSentEvent(event=topic, data=data)
+        finally:
+            bus.unsubscribe(queue)
 
     return app
