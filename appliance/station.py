@@ -119,7 +119,7 @@ class Station:
                 )
             )
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle it
-            self._supervise("web", server.serve())
+            self._supervise("web", _serve(server))
         self.state = Lifecycle.RUNNING
         log.info("station running")
         if on_running:
@@ -145,3 +145,11 @@ class Station:
             log.info("station stopped")
         if self._failure is not None:
             raise TaskDied(str(self._failure)) from self._failure
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    # uvicorn calls sys.exit() when it cannot bind; asyncio would let that escape past our cleanup.
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        raise TaskDied(f"web server exited with status {exc.code}") from None
