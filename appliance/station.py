@@ -19,6 +19,8 @@ import uvicorn
 from appliance import __version__
 from appliance.bays import BayService
 from appliance.bus import Broadcaster
+from appliance.central.archive import ArchiveStore
+from appliance.central.uploader import Uploader
 from appliance.config import StationConfig
 from appliance.eventlog import EventLog
 from appliance.offload import Offloader
@@ -61,6 +63,7 @@ class Station:
         self._tasks: list[asyncio.Task[None]] = []
         self.bus: Broadcaster | None = None
         self.bays: BayService | None = None
+        self.uploader: Uploader | None = None
 
     # -- supervision
     def _supervise(self, name: str, coro: Awaitable[None]) -> None:
@@ -104,6 +107,11 @@ class Station:
         )
         log.info("station %s starting (policy %s)", self.config.station.id, self.policy.id)
         self._supervise("hotplug", self.bays.watch(scanner, self._stop))
+        if self.config.central.kind == "archive":
+            self.uploader = Uploader(
+                self.config.station.id, self.store, ArchiveStore(self.config.archive_dir), self.db, self.events
+            )
+            self._supervise("upload", self.uploader.run(interval_s=2.0))
         if serve_web:
             from web_ui.app import create_app
 

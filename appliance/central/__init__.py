@@ -1,0 +1,1 @@
+"""Where recordings go after the station: the central store (an archive directory for now)."""
