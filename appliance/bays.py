@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tinydb import Query, TinyDB
+
 from appliance import inventory
 from appliance.bus import Broadcaster
 from appliance.config import StationConfig
 from appliance.eventlog import EventLog
-from appliance.offload import OffloadCancelled, Offloader, OffloadProgress
+from appliance.offload import RECORDINGS, OffloadCancelled, Offloader, OffloadProgress, OffloadResult
 from appliance.state.db import StateDB
 from appliance.store import StoreError, StoreFull
 from devices.camera.model import CameraAuthError, CameraError, CameraGone
@@ -66,6 +68,7 @@ class BayService:
         events: EventLog,
         offloader: Offloader,
         bus: Broadcaster,
+        free_after: str = "local_verify",
     ) -> None:
         self.config = config
         self.db = db
@@ -77,6 +80,9 @@ class BayService:
         self._running: dict[int, _Running] = {}
         self._pool = ThreadPoolExecutor(max_workers=config.offload.parallel, thread_name_prefix="offload")
         self._last_publish: dict[int, float] = {}
+        self._waiting: dict[int, tuple[DockedDevice, dict[str, Any], OffloadResult]] = {}
+        self._free_lock = threading.Lock()
+        self.free_after = free_after
         self._lock = threading.Lock()  # views are touched by worker threads and the loop
 
     # -- views
@@ -167,6 +173,7 @@ class BayService:
         bay = self.bay_by_port.get(port)
         if bay is None:
             return
+        self._waiting.pop(bay, None)
         running = self._running.pop(bay, None)
         if running is not None:
             running.cancel.set()
@@ -188,8 +195,10 @@ class BayService:
     # -- the work for one docked camera (worker thread)
     def _process(self, bay: int, device: DockedDevice, camera: dict[str, Any], cancel: threading.Event) -> None:
         try:
-            self._identify(bay, device, camera)
-            self._offload(bay, device, camera, cancel)
+            camera = self._identify(bay, device, camera)
+            result = self._offload(bay, device, camera, cancel)
+            self._waiting[bay] = (device, camera, result)
+            self.try_free(bay)
         except OffloadCancelled as exc:
             log.info("bay %s: offload interrupted: %s", bay, exc)
             self.events.append("offload_interrupted", {"bay": bay, "camera": camera["serial"], "reason": str(exc)})
@@ -212,7 +221,7 @@ class BayService:
         self.events.append("bay_error", {"bay": bay, "camera": camera["serial"], "error": message, "detail": str(exc)})
         self._update(bay, state="error", message=message, detail=str(exc))
 
-    def _identify(self, bay: int, device: DockedDevice, camera: dict[str, Any]) -> None:
+    def _identify(self, bay: int, device: DockedDevice, camera: dict[str, Any]) -> dict[str, Any]:
         if device.control_port is None:
             raise CameraGone("camera has no control port")
         timeout = self.config.devices.control_timeout_s
@@ -247,8 +256,11 @@ class BayService:
             storage_total=storage.total_bytes,
             storage_free=storage.free_bytes,
         )
+        return {**camera, "vendor": ident.vendor, "model": ident.model, "firmware": ident.firmware}
 
-    def _offload(self, bay: int, device: DockedDevice, camera: dict[str, Any], cancel: threading.Event) -> None:
+    def _offload(
+        self, bay: int, device: DockedDevice, camera: dict[str, Any], cancel: threading.Event
+    ) -> OffloadResult:
         if device.block_device is None:
             raise VolumeError("camera exposes no storage")
         self._update(bay, state="offloading", message="bay.offloading", progress=OffloadProgress().as_dict())
@@ -262,9 +274,64 @@ class BayService:
                 cancel,
                 lambda p: self._update(bay, force=False, progress=p.as_dict()),
             )
-        self._update(bay, state="ready", message="bay.ready", progress=result.progress.as_dict())
+        self._update(bay, state="ready", message="bay.awaiting_free", progress=result.progress.as_dict())
+        return result
+
+    # -- freeing the camera: only once every recording on it is safe, as the policy defines safe
+    def try_free(self, bay: int) -> bool:
+        """Free the camera in ``bay`` if its recordings are all verified (and, by policy, confirmed by the
+        central store). Called after the offload and again after each upload pass. Worker thread."""
+        with self._free_lock:
+            waiting = self._waiting.get(bay)
+            if waiting is None:
+                return False
+            device, camera, result = waiting
+            paths = result.copied + result.skipped
+            rows = self.db.call(lambda db: _rows_for(db, camera["serial"], paths))
+            if len(rows) != len(paths) or any(r["status"] not in ("verified", "uploaded") for r in rows):
+                return False  # something is not verified: never free
+            if self.free_after == "central_confirm" and any(r["status"] != "uploaded" for r in rows):
+                self._update(bay, message="bay.awaiting_upload")
+                return False
+            if device.control_port is None:
+                return False
+            if paths:
+                timeout = self.config.devices.control_timeout_s
+                with SerialCameraControl(device.control_port, str(camera["password"]), timeout) as control:
+                    control.free_recordings(paths)
+                self.events.append(
+                    "camera_freed",
+                    {
+                        "bay": bay,
+                        "camera": camera["serial"],
+                        "policy": self.free_after,
+                        "files": [{"camera_path": r["camera_path"], "sha256": r["sha256"]} for r in rows],
+                    },
+                )
+            self._waiting.pop(bay, None)
+        self._update(bay, state="ready", message="bay.ready")
+        return True
+
+    def try_free_waiting(self) -> None:
+        for bay in list(self._waiting):
+            try:
+                self.try_free(bay)
+            except CameraError as exc:
+                log.warning("bay %s: freeing the camera failed: %s", bay, exc)
 
     def close(self) -> None:
         for running in self._running.values():
             running.cancel.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _rows_for(db: TinyDB, serial: str, paths: list[str]) -> list[dict[str, Any]]:
+    wanted = set(paths)
+    rows = db.table(RECORDINGS).search(Query().camera_serial == serial)
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:  # a path reused after an earlier free: the newest ingest is the one on the camera
+        if row["camera_path"] in wanted and row["ingest_seq"] >= latest.get(row["camera_path"], {}).get(
+            "ingest_seq", -1
+        ):
+            latest[row["camera_path"]] = row
+    return list(latest.values())

@@ -64,13 +64,13 @@ def main() -> None:
 @config_option
 def run(config_path: Path | None) -> None:
     """Run the station service (hot-plug, offload, web UI) until SIGTERM."""
-    from appliance.station import Station, TaskDied
+    from appliance.station import Station, StationError, TaskDied
 
     config = _load(config_path)
     setup_logging(config.logging.level)
     try:
         station = Station(config)
-    except PolicyError as exc:
+    except (PolicyError, StationError) as exc:
         raise click.ClickException(str(exc)) from None
     try:
         asyncio.run(station.run())

@@ -1,19 +1,31 @@
-"""The station's history: an append-only, fsynced file of canonical-JSON entries, one per line.
+"""The station's history: an append-only, fsynced, tamper-evident log (RFC 6962 Merkle tree + C2SP
+signed checkpoints). Format: docs/event-log.md.
 
-Every event the station acts on (boot, dock, ingest, check-out, maintenance, access, upload receipt ...)
-is appended here before anyone is told it happened. Entries carry a gap-free sequence number, the wall
-clock, the boot id and the monotonic clock, so reordering, dropping or a clock jump is visible later.
+Every event the station acts on is appended here, and fsynced, before anyone is told it happened. Each
+entry is one canonical-JSON line (RFC 8785) with a gap-free sequence number, the wall clock, the boot id
+and the monotonic clock. The leaf hash of each entry goes into a Merkle tree; every ``checkpoint_every``
+entries, every ``checkpoint_interval_s`` seconds and on close the station signs a checkpoint of the tree.
+An altered, dropped or reordered entry no longer matches a signed checkpoint.
+
+Files in the log directory:
+
+- ``entries.jsonl``: the entries (the only authoritative file);
+- ``index.bin``: per entry, its byte offset (u64, big-endian) and leaf hash (32 bytes); derived, rebuilt
+  from the entries whenever it disagrees with them;
+- ``checkpoints/<size>.note`` and ``checkpoints/latest.note``: signed checkpoints.
+
 A line torn by a power cut is moved aside to ``torn-<offset>.bin`` (never silently dropped) on open.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,10 +33,17 @@ from pathlib import Path
 from typing import Any
 
 import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from appliance.evidence.checkpoint import Checkpoint, CheckpointError, sign_checkpoint, verify_checkpoint
+from appliance.evidence.merkle import MerkleAccumulator, leaf_hash
+from appliance.evidence.note import NoteError
+from appliance.state.atomic import atomic_write_bytes
 from devices import paths
 
 log = logging.getLogger(__name__)
+
+INDEX_RECORD = struct.Struct(">Q32s")
 
 
 class EventLogError(Exception):
@@ -54,116 +73,267 @@ class Entry:
 
     @classmethod
     def parse(cls, line: bytes) -> Entry:
-        data = json.loads(line)
-        entry = cls(data["seq"], data["type"], data["wall"], data["boot_id"], data["mono_ns"], data["body"])
-        if entry.canonical() != line.rstrip(b"\n"):
+        """Parse one stored line; refuse anything not in the exact canonical form we write."""
+        raw = line.rstrip(b"\n")
+        try:
+            data = json.loads(raw)
+            entry = cls(data["seq"], data["type"], data["wall"], data["boot_id"], data["mono_ns"], data["body"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EventLogError(f"unreadable entry: {exc}") from None
+        if entry.canonical() != raw:
             raise EventLogError(f"entry {entry.seq} is not in canonical form")
         return entry
 
 
-def _boot_id() -> str:
+def boot_id() -> str:
     try:
         return paths.proc("sys", "kernel", "random", "boot_id").read_text().strip()
     except OSError:
         return "unknown"
 
 
+@dataclass(frozen=True)
+class Signer:
+    """Who signs the checkpoints: the station's key under its note name (the station id)."""
+
+    name: str
+    key: Ed25519PrivateKey
+
+
 class EventLog:
-    FILE = "entries.jsonl"
+    ENTRIES = "entries.jsonl"
+    INDEX = "index.bin"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        origin: str = "recterm-log",
+        signer: Signer | None = None,
+        checkpoint_every: int = 256,
+        checkpoint_interval_s: float = 300.0,
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / self.FILE
+        self.directory = directory
+        self.path = directory / self.ENTRIES
+        self.index_path = directory / self.INDEX
+        self.checkpoint_dir = directory / "checkpoints"
+        self.origin = origin
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval_s = checkpoint_interval_s
         self._lock = threading.Lock()
-        self._boot_id = _boot_id()
+        self._boot_id = boot_id()
         self._recover_torn_tail()
-        self._size = self._count_and_check()
+        self._tree = MerkleAccumulator()
+        self._signed_root: bytes | None = None  # root at the latest checkpoint's size, found on open
+        self._end = 0  # byte size of the entries file
+        self._open_index()
+        self._check_latest_checkpoint()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._index_fd = os.open(self.index_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._last_checkpoint = (self.latest_checkpoint_size(), time.monotonic())
 
+    # -- opening
     def _recover_torn_tail(self) -> None:
         try:
-            with open(self.path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                end = fh.tell()
-                if end == 0:
-                    return
-                fh.seek(max(0, end - 1))
-                if fh.read(1) == b"\n":
-                    return
-                # Find the start of the torn last line.
-                chunk = 1 << 16
-                pos = end
-                while pos > 0:
-                    start = max(0, pos - chunk)
-                    fh.seek(start)
-                    data = fh.read(pos - start)
-                    nl = data.rfind(b"\n")
-                    if nl >= 0:
-                        pos = start + nl + 1
-                        break
-                    pos = start
-                fh.seek(pos)
-                torn = fh.read()
+            size = self.path.stat().st_size
         except FileNotFoundError:
             return
-        aside = self.path.parent / f"torn-{pos}.bin"
+        if size == 0:
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return
+            pos = size
+            while pos > 0:  # find the start of the torn last line
+                start = max(0, pos - (1 << 16))
+                fh.seek(start)
+                nl = fh.read(pos - start).rfind(b"\n")
+                if nl >= 0:
+                    pos = start + nl + 1
+                    break
+                pos = start
+            fh.seek(pos)
+            torn = fh.read()
+        aside = self.directory / f"torn-{pos}.bin"
         aside.write_bytes(torn)
         os.truncate(self.path, pos)
         log.warning("event log: moved a torn last line (%d bytes) aside to %s", len(torn), aside.name)
 
-    def _count_and_check(self) -> int:
-        count = 0
-        for entry in self._iter_file():
-            if entry.seq != count:
-                raise EventLogError(f"{self.path}: entry {count} has sequence number {entry.seq}")
-            count += 1
-        return count
-
-    def _iter_file(self) -> Iterator[Entry]:
-        try:
+    def _open_index(self) -> None:
+        """Load leaf hashes from the index, checking it against the entries; re-index what it lacks."""
+        entries_size = self.path.stat().st_size if self.path.exists() else 0
+        records: list[tuple[int, bytes]] = []
+        if self.index_path.exists():
+            raw = self.index_path.read_bytes()
+            raw = raw[: len(raw) - len(raw) % INDEX_RECORD.size]
+            records = [INDEX_RECORD.unpack_from(raw, i) for i in range(0, len(raw), INDEX_RECORD.size)]
+        while records and records[-1][0] >= entries_size:
+            records.pop()  # entries lost to a torn tail take their index records with them
+        resume_at = 0
+        if records:
+            offset, leaf = records[-1]
             with open(self.path, "rb") as fh:
-                for line in fh:
-                    yield Entry.parse(line)
-        except FileNotFoundError:
-            return
+                fh.seek(offset)
+                line = fh.readline()
+            if line.endswith(b"\n") and leaf_hash(line[:-1]) == leaf and records[0][0] == 0:
+                resume_at = offset + len(line)
+            else:
+                log.warning("event log: index disagrees with the entries; rebuilding it")
+                records = []
+        missing = list(self._scan(resume_at, len(records)))
+        if missing or len(records) * INDEX_RECORD.size != (
+            self.index_path.stat().st_size if self.index_path.exists() else 0
+        ):
+            records.extend(missing)
+            atomic_write_bytes(self.index_path, b"".join(INDEX_RECORD.pack(o, h) for o, h in records))
+        # One pass over the leaves gives both the current root and the root the last checkpoint signed.
+        signed_size = self.latest_checkpoint_size()
+        for _, leaf in records:
+            if self._tree.size == signed_size:
+                self._signed_root = self._tree.root()
+            self._tree.append(leaf)
+        if self._tree.size == signed_size:
+            self._signed_root = self._tree.root()
+        self._offsets = [o for o, _ in records]
+        self._leaves = [h for _, h in records]
+        self._end = entries_size
 
+    def _scan(self, start: int, first_seq: int) -> Iterator[tuple[int, bytes]]:
+        """Index entries from byte ``start`` on, checking each one's form and sequence number."""
+        if not self.path.exists():
+            return
+        expected = first_seq
+        with open(self.path, "rb") as fh:
+            fh.seek(start)
+            offset = start
+            for line in fh:
+                entry = Entry.parse(line)
+                if entry.seq != expected:
+                    raise EventLogError(f"{self.path}: entry {expected} has sequence number {entry.seq}")
+                yield offset, leaf_hash(line[:-1])
+                offset += len(line)
+                expected += 1
+
+    def _check_latest_checkpoint(self) -> None:
+        """The entries must still produce the tree this station signed last; otherwise history changed."""
+        latest = self.checkpoint_dir / "latest.note"
+        if self.signer is None or not latest.exists():
+            return
+        try:
+            checkpoint = verify_checkpoint(
+                latest.read_text(), {self.signer.name: self.signer.key.public_key()}, origin=self.origin
+            )
+        except (NoteError, CheckpointError) as exc:
+            raise EventLogError(f"latest checkpoint does not verify: {exc}") from None
+        if checkpoint.size > self.size:
+            raise EventLogError(f"log holds {self.size} entries but was signed at {checkpoint.size}")
+        if self._signed_root != checkpoint.root:
+            raise EventLogError(f"entries no longer match the signed checkpoint at size {checkpoint.size}")
+
+    # -- reading
     @property
     def size(self) -> int:
-        return self._size
+        return len(self._leaves)
 
+    def root(self) -> bytes:
+        return self._tree.root()
+
+    def root_at(self, size: int) -> bytes:
+        tree = MerkleAccumulator()
+        tree.extend(self._leaves[:size])
+        return tree.root()
+
+    def leaf_hashes(self) -> list[bytes]:
+        return list(self._leaves)
+
+    def entries(self, start: int = 0) -> Iterator[Entry]:
+        if start >= self.size:
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offsets[start])
+            for _, line in zip(range(start, self.size), fh, strict=False):
+                yield Entry.parse(line)
+
+    def entry(self, seq: int) -> Entry:
+        if not 0 <= seq < self.size:
+            raise IndexError(seq)
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offsets[seq])
+            return Entry.parse(fh.readline())
+
+    def tail(self, count: int) -> list[Entry]:
+        return list(self.entries(max(0, self.size - count)))
+
+    def latest_checkpoint_size(self) -> int:
+        latest = self.checkpoint_dir / "latest.note"
+        try:
+            return Checkpoint.parse(latest.read_text().split("\n\n", 1)[0] + "\n").size
+        except (FileNotFoundError, CheckpointError, IndexError):
+            return 0
+
+    # -- writing
     def append(self, type_: str, body: dict[str, Any]) -> Entry:
         """Append one entry and fsync before returning: once this returns, the event survives a power cut."""
         with self._lock:
             entry = Entry(
-                seq=self._size,
+                seq=self.size,
                 type=type_,
                 wall=datetime.now(UTC).isoformat(timespec="milliseconds"),
                 boot_id=self._boot_id,
                 mono_ns=time.monotonic_ns(),
                 body=body,
             )
-            line = entry.canonical() + b"\n"
-            end = os.fstat(self._fd).st_size
+            data = entry.canonical()
+            line = data + b"\n"
             try:
                 if os.write(self._fd, line) != len(line):
                     raise OSError("short write")
                 os.fdatasync(self._fd)
             except OSError as exc:
-                os.truncate(self.path, end)  # never leave half an entry behind (disk full)
+                os.truncate(self.path, self._end)  # never leave half an entry behind (disk full)
                 raise EventLogError(f"cannot append to the event log: {exc}") from exc
-            self._size += 1
+            leaf = leaf_hash(data)
+            os.write(self._index_fd, INDEX_RECORD.pack(self._end, leaf))  # derived: rebuilt if lost
+            self._offsets.append(self._end)
+            self._leaves.append(leaf)
+            self._tree.append(leaf)
+            self._end += len(line)
+            if self._checkpoint_due():
+                self._write_checkpoint()
             return entry
 
-    def entries(self, start: int = 0) -> Iterator[Entry]:
-        for entry in self._iter_file():
-            if entry.seq >= start:
-                yield entry
+    def _checkpoint_due(self) -> bool:
+        if self.signer is None:
+            return False
+        size, when = self._last_checkpoint
+        return self.size - size >= self.checkpoint_every or (
+            self.size > size and time.monotonic() - when >= self.checkpoint_interval_s
+        )
 
-    def tail(self, count: int) -> list[Entry]:
-        return list(deque(self.entries(max(0, self._size - count)), maxlen=count))
+    def checkpoint(self) -> str | None:
+        """Sign a checkpoint of the whole log now (before an upload, at shutdown); the note text."""
+        with self._lock:
+            return self._write_checkpoint()
+
+    def _write_checkpoint(self) -> str | None:
+        if self.signer is None:
+            return None
+        note = sign_checkpoint(Checkpoint(self.origin, self.size, self._tree.root()), self.signer.name, self.signer.key)
+        self.checkpoint_dir.mkdir(exist_ok=True)
+        atomic_write_bytes(self.checkpoint_dir / f"{self.size:012d}.note", note.encode(), mode=0o644)
+        atomic_write_bytes(self.checkpoint_dir / "latest.note", note.encode(), mode=0o644)
+        self._last_checkpoint = (self.size, time.monotonic())
+        return note
 
     def close(self) -> None:
         with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            if self._fd < 0:
+                return
+            if self.signer is not None and self.size > self._last_checkpoint[0]:
+                self._write_checkpoint()
+            for fd in (self._fd, self._index_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._fd = self._index_fd = -1

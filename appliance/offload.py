@@ -12,13 +12,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tinydb import Query, TinyDB
 
-from appliance.eventlog import EventLog
+from appliance.clock import clock_synced
+from appliance.eventlog import Entry, EventLog
+from appliance.evidence import manifest
 from appliance.state.db import StateDB
-from appliance.store import LocalStore
+from appliance.store import LocalStore, StoredObject
 from devices.volumes import FileEntry, Volume
 
 log = logging.getLogger(__name__)
@@ -71,11 +75,13 @@ class Offloader:
     db: StateDB
     events: EventLog
     extensions: tuple[str, ...]
+    station_id: str
+    signing_key: Ed25519PrivateKey
 
     def run(
         self,
         volume: Volume,
-        camera: dict[str, object],
+        camera: dict[str, Any],
         bay: int,
         cancel: threading.Event,
         on_progress: Callable[[OffloadProgress], None],
@@ -123,6 +129,7 @@ class Offloader:
                     "camera_mtime": entry.modified.isoformat() if entry.modified else None,
                 },
             )
+            manifest_path = self._write_manifest(camera, entry, stored, ingest)
             row = {
                 "key": key,
                 "camera_serial": serial,
@@ -133,6 +140,8 @@ class Offloader:
                 "camera_mtime": entry.modified.isoformat() if entry.modified else None,
                 "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "ingest_seq": ingest.seq,
+                "manifest": str(manifest_path.relative_to(self.store.root)),
+                "retention_class": "unclassified",
                 "status": "verified",
             }
             self.db.call(lambda db, row=row: db.table(RECORDINGS).upsert(row, Query().key == row["key"]))
@@ -150,6 +159,49 @@ class Offloader:
             },
         )
         return result
+
+    def _write_manifest(self, camera: dict[str, Any], entry: FileEntry, stored: StoredObject, ingest: Entry) -> Path:
+        sequence = self.db.call(_next_ingest_sequence)
+        body: dict[str, Any] = {
+            "v": manifest.VERSION,
+            "kind": manifest.KIND,
+            "station": {
+                "id": self.station_id,
+                "key_id": manifest.key_id(self.signing_key.public_key()),
+                "log_origin": self.events.origin,
+            },
+            "camera": {k: camera.get(k) for k in ("serial", "vendor", "model", "firmware")},
+            "officers": camera.get("officers", []),
+            "file": {
+                "camera_path": entry.path,
+                "name": PurePosixPath(entry.path).name,
+                "size": stored.size,
+                "camera_mtime": entry.modified.isoformat() if entry.modified else None,
+                "camera_ctime": entry.created.isoformat() if entry.created else None,
+                "sha256": stored.sha256,
+                **({"sm3": stored.sm3} if stored.sm3 else {}),
+            },
+            "ingest": {
+                "time": ingest.wall,
+                "clock_synced": clock_synced(),
+                "boot_id": ingest.boot_id,
+                "sequence": sequence,
+                "log_index": ingest.seq,
+            },
+            "retention": {"class": "unclassified"},  # untagged recordings are retained, never short-lived
+            "signatures": [],
+        }
+        return self.store.put_manifest(
+            stored.sha256, ingest.seq, manifest.encode(manifest.sign(body, self.signing_key))
+        )
+
+
+def _next_ingest_sequence(db: TinyDB) -> int:
+    meta = db.table("meta")
+    row = meta.get(Query().name == "ingest_sequence")
+    value = (row["value"] if row else 0) + 1  # type: ignore[index]
+    meta.upsert({"name": "ingest_sequence", "value": value}, Query().name == "ingest_sequence")
+    return value
 
 
 def _verified_keys(db: TinyDB, serial: str) -> set[str]:

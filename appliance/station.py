@@ -22,12 +22,13 @@ from appliance.bus import Broadcaster
 from appliance.central.archive import ArchiveStore
 from appliance.central.uploader import Uploader
 from appliance.config import StationConfig
-from appliance.eventlog import EventLog
+from appliance.eventlog import EventLog, Signer
 from appliance.offload import Offloader
 from appliance.policy import PolicyProfile, load_profile
 from appliance.state.db import StateDB
 from appliance.store import LocalStore
 from devices.hotplug import make_scanner
+from provisioning.keys import load_signing_key
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,15 @@ class Lifecycle(StrEnum):
     RUNNING = "running"
     STOPPING = "stopping"
     STOPPED = "stopped"
+
+
+class StationError(Exception):
+    """The station cannot start; the message says what to do."""
+
+
+def log_origin(station_id: str) -> str:
+    """The event log's C2SP origin line: one log per station and key epoch."""
+    return f"recterm/{station_id}/events/e1"
 
 
 class TaskDied(Exception):
@@ -50,14 +60,27 @@ class Station:
         self.policy: PolicyProfile = load_profile(config.policy.profile, config.policy.profile_file)
         for folder in (config.state_dir, config.store_dir, config.log_dir, config.run_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.signing_key = load_signing_key(config.keys_dir)
+        except FileNotFoundError:
+            raise StationError(
+                f"no station signing key in {config.keys_dir}: provision the station first (recterm provision)"
+            ) from None
         self.db = StateDB(config.state_dir / "state.json")
-        self.events = EventLog(config.log_dir)
+        self.events = EventLog(
+            config.log_dir,
+            origin=log_origin(config.station.id),
+            signer=Signer(config.station.id, self.signing_key),
+        )
         self.store = LocalStore(
             config.store_dir,
             buffer_size=config.offload.buffer_kib * 1024,
             reserve_bytes=int(config.offload.reserve_gib * 2**30),
+            sm3=self.policy.integrity.sm3.value,
         )
-        self.offloader = Offloader(self.store, self.db, self.events, config.offload.extensions)
+        self.offloader = Offloader(
+            self.store, self.db, self.events, config.offload.extensions, config.station.id, self.signing_key
+        )
         self._stop = asyncio.Event()
         self._failure: BaseException | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,7 +117,9 @@ class Station:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         self.bus = Broadcaster(loop)
-        self.bays = BayService(self.config, self.db, self.events, self.offloader, self.bus)
+        self.bays = BayService(
+            self.config, self.db, self.events, self.offloader, self.bus, self.policy.integrity.free_camera_after
+        )
         scanner = make_scanner(self.config.devices.backend.value, self.config.devices.sim_world)
         self.events.append(
             "boot",
@@ -111,6 +136,7 @@ class Station:
             self.uploader = Uploader(
                 self.config.station.id, self.store, ArchiveStore(self.config.archive_dir), self.db, self.events
             )
+            self.uploader.after_pass = self.bays.try_free_waiting
             self._supervise("upload", self.uploader.run(interval_s=2.0))
         if serve_web:
             from web_ui.app import create_app

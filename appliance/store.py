@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from appliance.state.atomic import fsync_dir
+from cryptography.hazmat.primitives import hashes
+
+from appliance.state.atomic import atomic_write_bytes, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,30 @@ class StoredObject:
     sha256: str
     size: int
     path: Path
+    sm3: str | None = None  # under a 国密 policy, computed in the same pass
+
+
+class _SM3:
+    """SM3 through `cryptography`, shaped like a hashlib object."""
+
+    def __init__(self) -> None:
+        self._hash = hashes.Hash(hashes.SM3())
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._hash.update(bytes(data))
+
+    def hexdigest(self) -> str:
+        return self._hash.finalize().hex()
 
 
 class LocalStore:
-    def __init__(self, root: Path, buffer_size: int = 1 << 20, reserve_bytes: int = 0) -> None:
+    def __init__(self, root: Path, buffer_size: int = 1 << 20, reserve_bytes: int = 0, sm3: bool = False) -> None:
         self.root = root
         self.objects = root / "objects" / "sha256"
         self.tmp = root / "tmp"
         self.buffer_size = buffer_size
         self.reserve_bytes = reserve_bytes
+        self.sm3 = sm3
         self.objects.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._clear_tmp()
@@ -55,6 +72,16 @@ class LocalStore:
         for leftover in self.tmp.iterdir():
             log.info("store: removing partial copy %s left by an interrupted offload", leftover.name)
             leftover.unlink()
+
+    def manifest_path(self, sha256: str, log_index: int) -> Path:
+        return self.root / "manifests" / sha256[:2] / f"{sha256}-{log_index}.json"
+
+    def put_manifest(self, sha256: str, log_index: int, data: bytes) -> Path:
+        """Store a signed manifest beside the object it describes (atomically, read-only)."""
+        path = self.manifest_path(sha256, log_index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data, mode=0o444)
+        return path
 
     def object_path(self, sha256: str) -> Path:
         return self.objects / sha256[:2] / sha256
@@ -77,6 +104,7 @@ class LocalStore:
         """Copy ``source`` into the store in one pass while hashing; verify by reading the copy back."""
         self.ensure_room(expected_size)
         digest = hashlib.sha256()
+        sm3 = _SM3() if self.sm3 else None
         buffer = bytearray(self.buffer_size)
         view = memoryview(buffer)
         fd = -1
@@ -90,6 +118,8 @@ class LocalStore:
                     break
                 chunk = view[:n]
                 digest.update(chunk)
+                if sm3 is not None:
+                    sm3.update(chunk)
                 written = 0
                 while written < n:
                     written += os.write(fd, chunk[written:])
@@ -111,7 +141,7 @@ class LocalStore:
                 os.rename(tmp_path, final)
                 fsync_dir(final.parent)
             self.verify(sha256, copied)
-            return StoredObject(sha256, copied, final)
+            return StoredObject(sha256, copied, final, sm3.hexdigest() if sm3 else None)
         except OSError as exc:
             raise StoreError(f"copy failed: {exc}") from exc
         finally:

@@ -19,6 +19,7 @@ from appliance.state.db import StateDB
 from appliance.station import Lifecycle, Station
 from devices.sim.server import SimServer
 from devices.sim.world import SimWorld
+from provisioning.keys import create_signing_key
 
 BAYS = 4
 
@@ -83,6 +84,7 @@ def write_config(tmp_path: Path, world: SimWorld, **overrides: object) -> Path:
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value  # type: ignore[dict-item]
     path = tmp_path / "station.toml"
     path.write_text(tomli_w.dumps(data))
+    create_signing_key(load_config(path).keys_dir)  # provisioning makes it on a real station
     return path
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from appliance.config import load_config
 from appliance.offload import RECORDINGS
 from devices.sim import media
 from devices.sim.server import SimServer
 from devices.sim.world import SimWorld
-from tests.conftest import register_cameras, sha256_file, wait_until
+from devices.volumes import open_volume
+from tests.conftest import register_cameras, sha256_file, wait_until, write_config
 
 
 def load_camera(world: SimWorld, tmp_path: Path, serial: str, fs_type: str, clips: int) -> dict[str, str]:
@@ -69,11 +71,13 @@ def test_docked_fat32_and_exfat_cameras_arrive_byte_identical(
 
 
 def test_redock_does_not_copy_verified_recordings_again(
-    world: SimWorld, sim_server: SimServer, config, start_station, tmp_path: Path
+    world: SimWorld, sim_server: SimServer, tmp_path: Path, start_station
 ) -> None:
+    # No central store: under policy 003 the camera is not freed, so its recordings are seen again.
+    config = load_config(write_config(tmp_path, world, central={"kind": "disabled"}))
     load_camera(world, tmp_path, "CAMEXF2", "exfat", 2)
     register_cameras(config, "CAMEXF2")
-    station = start_station()
+    station = start_station(cfg=config)
     sim_server.dock("CAMEXF2", 3)
     station.wait_bay(3, "ready")
     sim_server.undock(3)
@@ -131,3 +135,43 @@ def test_undock_mid_offload_leaves_a_clean_empty_bay(
     assert "offload_complete" not in types
     stored_sizes = [p.stat().st_size for p in station.station.store.objects.rglob("*") if p.is_file()]
     assert 300 * 2**20 not in stored_sizes  # the interrupted recording never entered the store
+
+
+def camera_files(world: SimWorld, serial: str, mnt: Path) -> list[str]:
+    with open_volume(world.image_path(serial), "userspace", mnt) as volume:
+        return [e.path for e in volume.entries()]
+
+
+def test_local_verify_policy_frees_the_camera_after_every_copy_verified(
+    world: SimWorld, sim_server: SimServer, tmp_path: Path, start_station
+) -> None:
+    config = load_config(write_config(tmp_path, world, policy={"profile": "001"}))  # 001: free after local verify
+    load_camera(world, tmp_path, "CAMFRE1", "vfat", 3)
+    register_cameras(config, "CAMFRE1")
+    station = start_station(cfg=config)
+    sim_server.dock("CAMFRE1", 1)
+    wait_until(lambda: station.bay(1)["message"] == "bay.ready", 60, "camera freed")
+    assert camera_files(world, "CAMFRE1", tmp_path / "mnt") == []
+    entries = list(station.station.events.entries())
+    freed = next(e for e in entries if e.type == "camera_freed")
+    ingested = {e.body["sha256"]: e.seq for e in entries if e.type == "ingest"}
+    assert len(freed.body["files"]) == 3
+    for item in freed.body["files"]:  # every freed file was ingested (copied and verified) before
+        assert ingested[item["sha256"]] < freed.seq
+        assert station.station.store.has(item["sha256"])
+
+
+def test_central_confirm_policy_frees_only_after_upload_receipts(
+    world: SimWorld, sim_server: SimServer, config, start_station, tmp_path: Path
+) -> None:
+    load_camera(world, tmp_path, "CAMFRE2", "exfat", 2)  # default profile 003: free after central confirms
+    register_cameras(config, "CAMFRE2")
+    station = start_station()
+    sim_server.dock("CAMFRE2", 2)
+    wait_until(lambda: station.bay(2)["message"] == "bay.ready", 60, "camera freed")
+    assert camera_files(world, "CAMFRE2", tmp_path / "mnt") == []
+    entries = list(station.station.events.entries())
+    freed = next(e for e in entries if e.type == "camera_freed")
+    receipts = {e.body["sha256"]: e.seq for e in entries if e.type == "upload_receipt"}
+    assert freed.body["policy"] == "central_confirm"
+    assert all(receipts[item["sha256"]] < freed.seq for item in freed.body["files"])

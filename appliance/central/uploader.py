@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -35,6 +36,7 @@ class Uploader:
         self.db = db
         self.events = events
         self.wake = asyncio.Event()
+        self.after_pass: Callable[[], None] | None = None  # e.g. free cameras whose uploads are now confirmed
 
     def pending(self) -> list[dict[str, Any]]:
         return self.db.call(lambda db: db.table(RECORDINGS).search(Query().status == "verified"))
@@ -68,6 +70,8 @@ class Uploader:
         loop = asyncio.get_running_loop()
         while True:
             await loop.run_in_executor(None, self.run_once)
+            if self.after_pass is not None:
+                await loop.run_in_executor(None, self.after_pass)
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=interval_s)
