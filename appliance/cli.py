@@ -14,6 +14,7 @@ import click
 
 from appliance import __version__
 from appliance.config import ConfigError, dump_config, load_config
+from appliance.offload import OffloadProgress
 from appliance.policy import PolicyError
 
 log = logging.getLogger("recterm")
@@ -135,6 +136,83 @@ def demo(root: Path, port: int) -> None:
         )
     finally:
         sim.stop()
+
+
+# -- evidence --------------------------------------------------------------------------------------
+
+
+class _ProgressBar:
+    """click's progress bar fed with byte counts from the offloader."""
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._done = 0
+
+    def start(self, progress: OffloadProgress) -> None:
+        self._bar = click.progressbar(length=progress.bytes_total or 1, label=f"{progress.files_total} recordings")
+        self._bar.__enter__()
+
+    def update(self, progress: OffloadProgress) -> None:
+        if self._bar is not None:
+            self._bar.update(progress.bytes_done - self._done)
+            self._done = progress.bytes_done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--store", "data_dir", type=click.Path(path_type=Path), required=True, help="Data directory.")
+@click.option("--serial", default="UNKNOWN", show_default=True, help="Camera serial for the manifests.")
+@click.option("--model", default="", help="Camera model for the manifests.")
+def offload(source: Path, data_dir: Path, serial: str, model: str) -> None:
+    """Offload one camera once: SOURCE is a camera image/block device or an already-mounted camera."""
+    import time
+
+    from appliance.single_offload import offload_once
+    from appliance.store import StoreError
+    from devices.volumes import VolumeError
+
+    setup_logging("WARNING")
+    bar = _ProgressBar()
+    started = time.monotonic()
+    try:
+        result = offload_once(
+            source, data_dir, {"serial": serial, "model": model}, on_listing=bar.start, on_progress=bar.update
+        )
+    except (VolumeError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+    elapsed = time.monotonic() - started
+    p = result.progress
+    click.echo(
+        f"offloaded {len(result.copied)} recordings ({p.bytes_done / 1e6:.1f} MB in {elapsed:.1f} s, "
+        f"{p.bytes_done / 1e6 / max(elapsed, 1e-6):.1f} MB/s); {len(result.skipped)} already verified; "
+        f"{p.files_total} listed"
+    )
+
+
+@main.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--pubkey", type=click.Path(exists=True, path_type=Path), help="Station public key (PEM).")
+def verify(data_dir: Path, pubkey: Path | None) -> None:
+    """Re-hash the store, check every manifest, the log's Merkle tree and every checkpoint."""
+    from appliance.evidence.verify import load_public_key, verify_data_dir
+
+    try:
+        report = verify_data_dir(data_dir, load_public_key(pubkey) if pubkey else None)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot verify {data_dir}: {exc}") from None
+    for finding in report.findings:
+        click.echo(str(finding))
+    click.echo(
+        f"{'OK' if report.ok else 'FAILED'}: {report.entries} log entries, {report.checkpoints} checkpoints, "
+        f"{report.objects} recordings, {report.manifests} manifests"
+    )
+    sys.exit(0 if report.ok else 1)
 
 
 # -- the simulator ---------------------------------------------------------------------------------
