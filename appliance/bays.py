@@ -29,6 +29,7 @@ from devices.camera.model import CameraAuthError, CameraError, CameraGone
 from devices.camera.serial_control import SerialCameraControl
 from devices.hotplug import DeviceScanner, DockedDevice
 from devices.volumes import VolumeError, open_volume
+from devices.volumes.mounting import cleanup_stale_mounts
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class BayService:
         self.views = {b.number: BayView(b.number, b.port_path, b.label) for b in config.bays}
         self.bay_by_port = {b.port_path: b.number for b in config.bays}
         self._running: dict[int, _Running] = {}
+        cleanup_stale_mounts(config.run_dir / "mnt")
         self._pool = ThreadPoolExecutor(max_workers=config.offload.parallel, thread_name_prefix="offload")
         self._last_publish: dict[int, float] = {}
         self._waiting: dict[int, tuple[DockedDevice, dict[str, Any], OffloadResult]] = {}

@@ -59,3 +59,20 @@ def wait_mounted(mountpoint: Path, timeout: float = 10) -> None:
         if time.monotonic() > deadline:
             raise VolumeError(f"{mountpoint}: filesystem did not appear")
         time.sleep(0.02)
+
+
+def cleanup_stale_mounts(mount_root: Path) -> list[Path]:
+    """Unmount what a killed predecessor left mounted under ``mount_root`` (a crash never reboots the
+    kernel: its mounts and FUSE daemons outlive the process). Returns what was cleaned."""
+    cleaned = []
+    if not mount_root.is_dir():
+        return cleaned
+    for mountpoint in sorted(mount_root.iterdir()):
+        if os.path.ismount(mountpoint):
+            log.warning("unmounting %s left mounted by an earlier run", mountpoint)
+            unmount(mountpoint, fuse=True)
+            cleaned.append(mountpoint)
+        else:
+            with contextlib.suppress(OSError):
+                mountpoint.rmdir()
+    return cleaned

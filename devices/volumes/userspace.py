@@ -3,6 +3,7 @@ pyfatfs. Both read the same bytes the kernel would, from the same block device."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ class LoopDevice:
     """A read-only loop device over an image file (exfat-fuse run as root insists on a block device)."""
 
     def __init__(self, image: Path) -> None:
+        _detach_unused(image)
         self.path = Path(run_tool(["losetup", "--find", "--show", "--read-only", str(image)], "losetup").strip())
 
     def detach(self) -> None:
@@ -29,6 +31,18 @@ class LoopDevice:
         except VolumeError as exc:
             # Already gone (the device vanished with its camera): nothing left to release.
             log.warning("%s", exc)
+
+
+def _detach_unused(image: Path) -> None:
+    """Loop devices over ``image`` left by a killed run. A loop still held open is only marked for
+    detach-on-close by the kernel, so this never pulls a device from under a reader."""
+    try:
+        listing = run_tool(["losetup", "--associated", str(image), "--noheadings", "--output", "NAME"], "losetup")
+    except VolumeError:
+        return
+    for name in listing.split():
+        with contextlib.suppress(VolumeError):
+            run_tool(["losetup", "--detach", name], "losetup --detach")
 
 
 def mount_exfat_fuse(device: Path, mountpoint: Path) -> DirectoryVolume:
