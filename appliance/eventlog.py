@@ -26,6 +26,7 @@ import os
 import struct
 import threading
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -164,40 +165,46 @@ class EventLog:
     def _open_index(self) -> None:
         """Load leaf hashes from the index, checking it against the entries; re-index what it lacks."""
         entries_size = self.path.stat().st_size if self.path.exists() else 0
-        records: list[tuple[int, bytes]] = []
-        if self.index_path.exists():
-            raw = self.index_path.read_bytes()
-            raw = raw[: len(raw) - len(raw) % INDEX_RECORD.size]
-            records = [INDEX_RECORD.unpack_from(raw, i) for i in range(0, len(raw), INDEX_RECORD.size)]
-        while records and records[-1][0] >= entries_size:
-            records.pop()  # entries lost to a torn tail take their index records with them
+        # Compact in memory (8 + 32 bytes an entry): a million entries must fit a small Pi comfortably.
+        raw = self.index_path.read_bytes() if self.index_path.exists() else b""
+        raw = raw[: len(raw) - len(raw) % INDEX_RECORD.size]
+        count = len(raw) // INDEX_RECORD.size
+        offsets = array("Q", (INDEX_RECORD.unpack_from(raw, i * INDEX_RECORD.size)[0] for i in range(count)))
+        leaves = bytearray(b"".join(raw[i * INDEX_RECORD.size + 8 : (i + 1) * INDEX_RECORD.size] for i in range(count)))
+        while offsets and offsets[-1] >= entries_size:
+            offsets.pop()  # entries lost to a torn tail take their index records with them
+            del leaves[-32:]
         resume_at = 0
-        if records:
-            offset, leaf = records[-1]
+        if offsets:
             with open(self.path, "rb") as fh:
-                fh.seek(offset)
+                fh.seek(offsets[-1])
                 line = fh.readline()
-            if line.endswith(b"\n") and leaf_hash(line[:-1]) == leaf and records[0][0] == 0:
-                resume_at = offset + len(line)
+            if line.endswith(b"\n") and leaf_hash(line[:-1]) == bytes(leaves[-32:]) and offsets[0] == 0:
+                resume_at = offsets[-1] + len(line)
             else:
                 log.warning("event log: index disagrees with the entries; rebuilding it")
-                records = []
-        missing = list(self._scan(resume_at, len(records)))
-        if missing or len(records) * INDEX_RECORD.size != (
-            self.index_path.stat().st_size if self.index_path.exists() else 0
-        ):
-            records.extend(missing)
-            atomic_write_bytes(self.index_path, b"".join(INDEX_RECORD.pack(o, h) for o, h in records))
+                offsets, leaves = array("Q"), bytearray()
+        missing = list(self._scan(resume_at, len(offsets)))
+        for offset, leaf in missing:
+            offsets.append(offset)
+            leaves += leaf
+        if missing or len(raw) != len(offsets) * INDEX_RECORD.size:
+            atomic_write_bytes(
+                self.index_path,
+                b"".join(INDEX_RECORD.pack(o, bytes(leaves[i * 32 : i * 32 + 32])) for i, o in enumerate(offsets)),
+            )
         # One pass over the leaves gives both the current root and the root the last checkpoint signed.
         signed_size = self.latest_checkpoint_size()
-        for _, leaf in records:
-            if self._tree.size == signed_size:
+        view = memoryview(leaves)
+        for i in range(len(offsets)):
+            if i == signed_size:
                 self._signed_root = self._tree.root()
-            self._tree.append(leaf)
+            self._tree.append(bytes(view[i * 32 : i * 32 + 32]))
         if self._tree.size == signed_size:
             self._signed_root = self._tree.root()
-        self._offsets = [o for o, _ in records]
-        self._leaves = [h for _, h in records]
+        view.release()
+        self._offsets = offsets
+        self._leaves = leaves
         self._end = entries_size
 
     def _scan(self, start: int, first_seq: int) -> Iterator[tuple[int, bytes]]:
@@ -235,18 +242,14 @@ class EventLog:
     # -- reading
     @property
     def size(self) -> int:
-        return len(self._leaves)
+        return len(self._offsets)
 
     def root(self) -> bytes:
         return self._tree.root()
 
-    def root_at(self, size: int) -> bytes:
-        tree = MerkleAccumulator()
-        tree.extend(self._leaves[:size])
-        return tree.root()
-
     def leaf_hashes(self) -> list[bytes]:
-        return list(self._leaves)
+        """Every leaf hash, for proofs (inclusion, consistency)."""
+        return [bytes(self._leaves[i : i + 32]) for i in range(0, len(self._leaves), 32)]
 
     def entries(self, start: int = 0) -> Iterator[Entry]:
         if start >= self.size:
@@ -297,7 +300,7 @@ class EventLog:
             leaf = leaf_hash(data)
             os.write(self._index_fd, INDEX_RECORD.pack(self._end, leaf))  # derived: rebuilt if lost
             self._offsets.append(self._end)
-            self._leaves.append(leaf)
+            self._leaves += leaf
             self._tree.append(leaf)
             self._end += len(line)
             if self._checkpoint_due():

@@ -19,17 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+from _common import drop_caches  # bench/_common.py: the script directory is on sys.path
+
 from appliance.store import LocalStore
 from devices.sim import media
-from devices.volumes import open_volume
-
-
-def drop_caches() -> None:
-    subprocess.run(["sync"], check=True)
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError:
-        pass  # not permitted here: both runs see the same (warm or cold) state anyway
+from devices.volumes import Volume, open_volume
 
 
 def make_camera(root: Path, index: int, files: int, mib: int) -> Path:
@@ -73,8 +67,8 @@ def baseline(mounts: list[Path], dest: Path) -> float:
     return time.perf_counter() - start
 
 
-def pipeline(volumes: list, store: LocalStore) -> tuple[float, int]:
-    def one(volume) -> int:  # noqa: ANN001
+def pipeline(volumes: list[Volume], store: LocalStore) -> tuple[float, int]:
+    def one(volume: Volume) -> int:
         total = 0
         for entry in volume.entries():
             with volume.open(entry.path) as src:
