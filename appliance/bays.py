@@ -7,6 +7,7 @@ control port, mounting, copying) runs on a bounded thread pool, never on the eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -19,10 +20,11 @@ from typing import Any
 from tinydb import Query, TinyDB
 
 from appliance import inventory
+from appliance.alarms import AlarmBoard
 from appliance.bus import Broadcaster
 from appliance.config import StationConfig
 from appliance.eventlog import EventLog
-from appliance.offload import RECORDINGS, OffloadCancelled, Offloader, OffloadProgress, OffloadResult
+from appliance.offload import RECORDINGS, SAFE_STATUSES, OffloadCancelled, Offloader, OffloadProgress, OffloadResult
 from appliance.state.db import StateDB
 from appliance.store import StoreError, StoreFull
 from devices.camera.model import CameraAuthError, CameraError, CameraGone
@@ -69,6 +71,7 @@ class BayService:
         events: EventLog,
         offloader: Offloader,
         bus: Broadcaster,
+        alarms: AlarmBoard,
         free_after: str = "local_verify",
     ) -> None:
         self.config = config
@@ -76,6 +79,7 @@ class BayService:
         self.events = events
         self.offloader = offloader
         self.bus = bus
+        self.alarms = alarms
         self.views = {b.number: BayView(b.number, b.port_path, b.label) for b in config.bays}
         self.bay_by_port = {b.port_path: b.number for b in config.bays}
         self._running: dict[int, _Running] = {}
@@ -83,6 +87,7 @@ class BayService:
         self._pool = ThreadPoolExecutor(max_workers=config.offload.parallel, thread_name_prefix="offload")
         self._last_publish: dict[int, float] = {}
         self._waiting: dict[int, tuple[DockedDevice, dict[str, Any], OffloadResult]] = {}
+        self._space_waiting: dict[int, tuple[DockedDevice, dict[str, Any]]] = {}
         self._free_lock = threading.Lock()
         self.free_after = free_after
         self._lock = threading.Lock()  # views are touched by worker threads and the loop
@@ -129,9 +134,12 @@ class BayService:
     async def _docked(self, device: DockedDevice) -> None:
         bay = self.bay_by_port.get(device.port_path)
         if bay is None:
-            self.events.append(
-                "alarm",
-                {"kind": "device_on_unmapped_port", "port_path": device.port_path, "usb_serial": device.usb.serial},
+            self.alarms.raise_(
+                f"unmapped:{device.port_path}",
+                "alarm.unmapped_port",
+                f"USB device {device.usb.serial} on port {device.port_path}, which no bay is mapped to",
+                port_path=device.port_path,
+                usb_serial=device.usb.serial,
             )
             log.warning("device %s on port %s, which no bay is mapped to", device.usb.serial, device.port_path)
             return
@@ -145,7 +153,13 @@ class BayService:
         )
         camera = await self.db.run(lambda db: inventory.camera_by_usb_serial(db, device.usb.serial))
         if camera is None:
-            self.events.append("alarm", {"kind": "unauthorised_device", "bay": bay, "usb_serial": device.usb.serial})
+            self.alarms.raise_(
+                f"unauthorised:{bay}",
+                "alarm.unauthorised",
+                f"bay {bay}: USB serial {device.usb.serial} is not in the inventory",
+                bay=bay,
+                usb_serial=device.usb.serial,
+            )
             self._update(
                 bay,
                 state="unauthorised",
@@ -174,8 +188,12 @@ class BayService:
     async def _undocked(self, port: str, device: DockedDevice) -> None:
         bay = self.bay_by_port.get(port)
         if bay is None:
+            self.alarms.clear(f"unmapped:{port}")
             return
         self._waiting.pop(bay, None)
+        self._space_waiting.pop(bay, None)
+        self.alarms.clear(f"unauthorised:{bay}")
+        self.alarms.clear(f"serial_mismatch:{bay}")
         running = self._running.pop(bay, None)
         if running is not None:
             running.cancel.set()
@@ -198,6 +216,7 @@ class BayService:
     def _process(self, bay: int, device: DockedDevice, camera: dict[str, Any], cancel: threading.Event) -> None:
         try:
             camera = self._identify(bay, device, camera)
+            self._check_room(bay, device, camera)
             result = self._offload(bay, device, camera, cancel)
             self._waiting[bay] = (device, camera, result)
             self.try_free(bay)
@@ -212,6 +231,7 @@ class BayService:
             self._fail(bay, camera, "bay.error.camera", exc)
         except StoreFull as exc:
             self._fail(bay, camera, "bay.error.store_full", exc)
+            self.alarms.raise_("store_low", "alarm.store_low", str(exc))
         except (VolumeError, StoreError) as exc:
             self._fail(bay, camera, "bay.error.storage", exc)
         except Exception as exc:  # a bug: keep the station up for the other bays, but make it loud
@@ -231,9 +251,13 @@ class BayService:
             control.init()
             ident = control.identity()
             if ident.serial != camera["serial"]:
-                self.events.append(
-                    "alarm",
-                    {"kind": "serial_mismatch", "bay": bay, "inventory": camera["serial"], "camera": ident.serial},
+                self.alarms.raise_(
+                    f"serial_mismatch:{bay}",
+                    "alarm.serial_mismatch",
+                    f"bay {bay}: camera reports serial {ident.serial}, its USB identity says {camera['serial']}",
+                    bay=bay,
+                    inventory=camera["serial"],
+                    camera=ident.serial,
                 )
                 raise CameraError(f"camera reports serial {ident.serial}, inventory says {camera['serial']}")
             battery = control.battery_pct()
@@ -259,6 +283,19 @@ class BayService:
             storage_free=storage.free_bytes,
         )
         return {**camera, "vendor": ident.vendor, "model": ident.model, "firmware": ident.firmware}
+
+    def _check_room(self, bay: int, device: DockedDevice, camera: dict[str, Any]) -> None:
+        """Never start an offload that would eat into the store's reserve: wait, alarm, delete nothing."""
+        view = self.views[bay]
+        needed = (view.storage_total or 0) - (view.storage_free or 0)
+        try:
+            self.offloader.store.ensure_room(needed)
+        except StoreFull:
+            self._space_waiting[bay] = (device, camera)
+            raise
+        self._space_waiting.pop(bay, None)
+        if not self._space_waiting:
+            self.alarms.clear("store_low")
 
     def _offload(
         self, bay: int, device: DockedDevice, camera: dict[str, Any], cancel: threading.Event
@@ -290,7 +327,7 @@ class BayService:
             device, camera, result = waiting
             paths = result.copied + result.skipped
             rows = self.db.call(lambda db: _rows_for(db, camera["serial"], paths))
-            if len(rows) != len(paths) or any(r["status"] not in ("verified", "uploaded") for r in rows):
+            if len(rows) != len(paths) or any(r["status"] not in SAFE_STATUSES for r in rows):
                 return False  # something is not verified: never free
             if self.free_after == "central_confirm" and any(r["status"] != "uploaded" for r in rows):
                 self._update(bay, message="bay.awaiting_upload")
@@ -320,6 +357,23 @@ class BayService:
                 self.try_free(bay)
             except CameraError as exc:
                 log.warning("bay %s: freeing the camera failed: %s", bay, exc)
+
+    async def housekeeping(self, stop: asyncio.Event, interval_s: float = 5.0) -> None:
+        """Periodic duties: retry bays that waited for store space, free cameras whose uploads are now
+        confirmed. Runs until ``stop``; blocking parts go to the pool."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            for bay, (device, camera) in list(self._space_waiting.items()):
+                running = self._running.get(bay)
+                if running is not None and running.future is not None and not running.future.done():
+                    continue
+                running = _Running()
+                self._running[bay] = running
+                self._update(bay, state="identifying", message="bay.identifying", detail="")
+                running.future = loop.run_in_executor(self._pool, self._process, bay, device, camera, running.cancel)
+            await loop.run_in_executor(None, self.try_free_waiting)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
     def close(self) -> None:
         for running in self._running.values():

@@ -204,6 +204,10 @@ def _next_ingest_sequence(db: TinyDB) -> int:
     return value
 
 
+# Every status a recording reaches after its copy has verified; only these are safe to skip.
+SAFE_STATUSES = ("verified", "uploaded")
+
+
 def _verified_keys(db: TinyDB, serial: str) -> set[str]:
-    rows = db.table(RECORDINGS).search((Query().camera_serial == serial) & (Query().status == "verified"))
+    rows = db.table(RECORDINGS).search((Query().camera_serial == serial) & Query().status.one_of(SAFE_STATUSES))
     return {r["key"] for r in rows}

@@ -12,16 +12,19 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import date
 from enum import StrEnum
 
 import uvicorn
 
 from appliance import __version__
+from appliance.alarms import AlarmBoard
 from appliance.bays import BayService
 from appliance.bus import Broadcaster
 from appliance.central.archive import ArchiveStore
 from appliance.central.uploader import Uploader
 from appliance.config import StationConfig
+from appliance.deadlines import calendar_coverage
 from appliance.eventlog import EventLog, Signer
 from appliance.offload import Offloader
 from appliance.policy import PolicyProfile, load_profile
@@ -107,6 +110,17 @@ class Station:
         task.add_done_callback(done)
         self._tasks.append(task)
 
+    async def _watch_calendar(self) -> None:
+        """Warn well before the official working-day calendar runs out (deadlines count working days)."""
+        while not self._stop.is_set():
+            status = calendar_coverage(date.today())
+            if status.ok:
+                self.alarms.clear("calendar")
+            else:
+                self.alarms.raise_("calendar", "alarm.calendar", status.message())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=6 * 3600)
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -117,8 +131,15 @@ class Station:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         self.bus = Broadcaster(loop)
+        self.alarms = AlarmBoard(self.events, self.bus)
         self.bays = BayService(
-            self.config, self.db, self.events, self.offloader, self.bus, self.policy.integrity.free_camera_after
+            self.config,
+            self.db,
+            self.events,
+            self.offloader,
+            self.bus,
+            self.alarms,
+            self.policy.integrity.free_camera_after,
         )
         scanner = make_scanner(self.config.devices.backend.value, self.config.devices.sim_world)
         self.events.append(
@@ -132,6 +153,8 @@ class Station:
         )
         log.info("station %s starting (policy %s)", self.config.station.id, self.policy.id)
         self._supervise("hotplug", self.bays.watch(scanner, self._stop))
+        self._supervise("housekeeping", self.bays.housekeeping(self._stop))
+        self._supervise("calendar", self._watch_calendar())
         if self.config.central.kind == "archive":
             self.uploader = Uploader(
                 self.config.station.id, self.store, ArchiveStore(self.config.archive_dir), self.db, self.events

@@ -66,7 +66,10 @@ def test_demo_serves_a_simulated_station_and_stops_cleanly(tmp_path: Path) -> No
     proc = start_demo(root, port)
     try:
         wait_until(lambda: len([b for b in bays(port) if b["state"] == "ready"]) == 4, 60, "demo restart")
-        assert all(b["progress"]["skipped"] == b["progress"]["files_total"] for b in bays(port) if b["progress"])
+        board = bays(port)
+        assert all(b["progress"]["skipped"] == b["progress"]["files_total"] for b in board if b["progress"]), [
+            (b["number"], b["progress"], b["message"]) for b in board
+        ]
     finally:
         out = stop(proc)
     assert proc.returncode == 0, out

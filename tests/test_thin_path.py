@@ -98,7 +98,11 @@ def test_unregistered_camera_is_refused_and_alarmed(world: SimWorld, sim_server:
     view = station.wait_bay(4, "unauthorised")
     assert view["message"] == "bay.unauthorised"
     alarms = [e.body for e in station.station.events.entries() if e.type == "alarm"]
-    assert {"kind": "unauthorised_device", "bay": 4, "usb_serial": "ROGUE01"} in alarms
+    assert any(a["key"] == "unauthorised:4" and a["usb_serial"] == "ROGUE01" for a in alarms)
+    assert "unauthorised:4" in [a["key"] for a in station.station.alarms.active()]
+    sim_server.undock(4)
+    station.wait_bay(4, "empty")
+    wait_until(lambda: "unauthorised:4" not in [a["key"] for a in station.station.alarms.active()], 10, "cleared")
     assert station.station.db.call(lambda db: db.table(RECORDINGS).all()) == []
 
 

@@ -49,6 +49,10 @@ def create_app(station: Station) -> FastAPI:
     async def list_bays() -> list[dict[str, Any]]:
         return bays().snapshot()
 
+    @app.get("/api/alarms")
+    async def list_alarms() -> list[dict[str, str]]:
+        return station.alarms.active()
+
     @app.get("/api/i18n/{lang}")
     async def messages(lang: str) -> dict[str, str]:
         if lang not in LANGUAGES:
@@ -63,7 +67,9 @@ def create_app(station: Station) -> FastAPI:
         assert bus is not None
         queue = bus.subscribe()
         try:
-            yield ServerSentEvent(event="snapshot", data=service.snapshot())
+            yield ServerSentEvent(
+                event="snapshot", data={"bays": service.snapshot(), "alarms": station.alarms.active()}
+            )
             while (item := await queue.get()) is not None:
                 topic, data = item
                 yield ServerSentEvent(event=topic, data=data)

@@ -53,16 +53,31 @@ function render(bay) {
   el.querySelector(".message").title = bay.detail || "";
 }
 
+function renderAlarms(alarms) {
+  const list = document.getElementById("alarms");
+  list.replaceChildren(...alarms.map((alarm) => {
+    const item = document.createElement("li");
+    item.dataset.key = alarm.key;
+    item.textContent = T(alarm.message);
+    item.title = alarm.detail;
+    return item;
+  }));
+  list.hidden = alarms.length === 0;
+}
+
 function connect() {
   const conn = document.getElementById("conn");
   const offline = document.getElementById("offline");
   const source = new EventSource("/api/events/stream");
   source.addEventListener("snapshot", (ev) => {
-    JSON.parse(ev.data).forEach(render);
+    const snapshot = JSON.parse(ev.data);
+    snapshot.bays.forEach(render);
+    renderAlarms(snapshot.alarms);
     conn.dataset.state = "live";
     offline.hidden = true;
   });
   source.addEventListener("bay", (ev) => render(JSON.parse(ev.data)));
+  source.addEventListener("alarms", (ev) => renderAlarms(JSON.parse(ev.data)));
   source.onerror = () => {
     conn.dataset.state = "offline";
     offline.hidden = false;  // EventSource reconnects by itself
