@@ -27,6 +27,7 @@ COMMANDS = (
 ERROR_CODES = ("AUTH", "UNKNOWN", "BAD_ARG", "BUSY", "FAILED")
 MAX_LINE = 64 * 1024
 PASSWORD = re.compile(r"^[0-9A-Za-z]{6}$")
+SEQ = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() also takes "²", which int() refuses
 CLOCK_FORMAT = "%Y%m%d%H%M%S"
 
 
@@ -60,7 +61,8 @@ class Response:
         if self.ok:
             tail = "" if self.value is None else " " + json.dumps(self.value, ensure_ascii=False)
             return f"{self.seq} OK{tail}\n".encode()
-        return f"{self.seq} ERR {self.code} {self.message}\n".encode()
+        message = " ".join(self.message.splitlines())  # a newline in it would end the line early
+        return f"{self.seq} ERR {self.code} {message}\n".encode()
 
 
 def _decode(line: bytes) -> str:
@@ -74,7 +76,7 @@ def _decode(line: bytes) -> str:
 
 def parse_request(line: bytes) -> Request:
     parts = _decode(line).split(" ", 3)
-    if len(parts) < 3 or not parts[0].isdigit():
+    if len(parts) < 3 or not SEQ.fullmatch(parts[0]):
         raise ProtocolError("expected '<seq> <COMMAND> <password>'")
     seq, command, password = int(parts[0]), parts[1], parts[2]
     arg = None
@@ -89,7 +91,7 @@ def parse_request(line: bytes) -> Request:
 def parse_response(line: bytes) -> Response:
     text = _decode(line)
     parts = text.split(" ", 2)
-    if len(parts) < 2 or not parts[0].isdigit():
+    if len(parts) < 2 or not SEQ.fullmatch(parts[0]):
         raise ProtocolError(f"malformed response {text[:80]!r}")
     seq = int(parts[0])
     if parts[1] == "OK":

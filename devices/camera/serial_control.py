@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
 import serial
 
-from devices.camera.line_protocol import CLOCK_FORMAT, PASSWORD, ProtocolError, Request, parse_response
+from devices.camera.line_protocol import CLOCK_FORMAT, MAX_LINE, PASSWORD, ProtocolError, Request, parse_response
 from devices.camera.model import (
     CameraAuthError,
     CameraControl,
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 class SerialCameraControl(CameraControl):
     def __init__(self, url: str, password: str, timeout: float = 3.0) -> None:
-        if not PASSWORD.match(password):
+        if not PASSWORD.fullmatch(password):
             raise CameraError("device password must be 6 letters or digits")
         self._password = password
         self._timeout = timeout
@@ -41,16 +42,27 @@ class SerialCameraControl(CameraControl):
     def _call(self, command: str, arg: Any = None) -> Any:
         with self._lock:
             request = Request(next(self._seq), command, self._password, arg)
+            # One deadline for the whole exchange: the port's timeout alone bounds each read, so a device
+            # that keeps sending (lines with other seqs, a byte now and then) would hold us forever.
+            deadline = time.monotonic() + self._timeout
+            dropped: list[int] = []
             try:
                 self._port.write(request.encode())
                 while True:
-                    line = self._port.readline()
-                    if not line.endswith(b"\n"):
+                    line = self._port.read_until(b"\n", MAX_LINE + 1)
+                    if len(line) > MAX_LINE:
+                        raise ProtocolError("line too long")
+                    if line.endswith(b"\n"):
+                        response = parse_response(line)
+                        if response.seq == request.seq:
+                            break
+                        log.debug("dropping stale response %s", response.seq)  # left over from a timeout
+                        dropped.append(response.seq)
+                    if not line.endswith(b"\n") or time.monotonic() > deadline:
+                        if dropped:
+                            seqs = ", ".join(map(str, dropped[:3]))
+                            raise CameraError(f"{command}: answers out of sequence (seq {seqs}), none to {request.seq}")
                         raise CameraGone(f"{command}: no answer within {self._timeout:g} s")
-                    response = parse_response(line)
-                    if response.seq == request.seq:
-                        break
-                    log.debug("dropping stale response %s", response.seq)  # left over from a timeout
             except (serial.SerialException, OSError) as exc:
                 raise CameraGone(f"{command}: control port lost: {exc}") from exc
             except ProtocolError as exc:
