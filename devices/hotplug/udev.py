@@ -28,7 +28,10 @@ def _read(path: Path) -> str:
 
 def usb_port_of(sys_device: Path) -> str | None:
     """The port path of the USB device a sysfs node hangs under (nearest ancestor named like 1-1.3)."""
-    for part in reversed(Path(os.path.realpath(sys_device)).parts):
+    real = Path(os.path.realpath(sys_device))
+    devices = Path(os.path.realpath(paths.sysfs("devices")))
+    # Only the part inside sysfs: a prefix folder named like "2024-06" is not a USB port.
+    for part in reversed(real.relative_to(devices).parts if real.is_relative_to(devices) else real.parts):
         if PORT_PATH.match(part):
             return part
     return None
