@@ -339,7 +339,8 @@ def test_late_answer_is_dropped_not_taken_for_the_next(cam_world: SimWorld) -> N
         transport = SgDeviceSimTransport(endpoint.path)
         with pytest.raises(TimeoutError):
             transport.execute(GENERIC.build_cdb("BATT", PASSWORD, 1), None, 1, 100)
-        # Generous deadline below: machines are shared. The battery byte arrives while IDENT waits; it must not be taken for IDENT's answer.
+        # The battery byte arrives while IDENT waits; it must not be taken for IDENT's answer.
+        # (A generous deadline: these machines are shared.)
         answer = transport.execute(GENERIC.build_cdb("IDENT", PASSWORD, 64), None, 64, 10_000)
         assert GENERIC.unpack_identity(answer.data_in).serial == SERIAL
         transport.close()
