@@ -52,24 +52,68 @@ class StorageBackend(StrEnum):
     USERSPACE = "userspace"  # machines without vfat/exfat in the kernel: exfat-fuse and pyfatfs
 
 
+class DockBoardSection(_Section):
+    """The dock controller board (presence, charge current, USB power per bay): docs/dock-board.md."""
+
+    backend: DeviceBackend = DeviceBackend.DISABLED
+    url: str | None = None  # real: e.g. /dev/serial/by-path/platform-...-port0
+
+    @model_validator(mode="after")
+    def _real_needs_url(self) -> DockBoardSection:
+        if self.backend is DeviceBackend.REAL and not self.url:
+            raise ValueError("backend = 'real' needs url (the board's serial port, by path)")
+        return self
+
+
+class GpioSection(_Section):
+    """Bay LEDs, latches and presence switches on the Pi's pins; "mock" uses gpiozero's mock pins."""
+
+    backend: Literal["real", "mock", "disabled"] = "disabled"
+    buzzer: Annotated[int, Field(ge=2, le=27)] | None = None
+
+
+class BadgeSection(_Section):
+    backend: Literal["serial", "keyboard", "simulated", "disabled"] = "disabled"
+    url: str | None = None  # serial readers
+    device: Path | None = None  # keyboard-wedge readers: /dev/input/by-path/...
+
+
 class DevicesSection(_Section):
     backend: DeviceBackend = DeviceBackend.REAL
     storage: StorageBackend = StorageBackend.KERNEL
     sim_world: Path | None = None
     poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.5
     control_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    dock_board: DockBoardSection = DockBoardSection()
+    gpio: GpioSection = GpioSection()
+    badge: BadgeSection = BadgeSection()
 
     @model_validator(mode="after")
     def _simulated_needs_world(self) -> DevicesSection:
-        if self.backend is DeviceBackend.SIMULATED and self.sim_world is None:
-            raise ValueError("backend = 'simulated' needs sim_world (the simulator's directory)")
+        simulated = self.backend is DeviceBackend.SIMULATED or self.dock_board.backend is DeviceBackend.SIMULATED
+        if (simulated or self.badge.backend == "simulated") and self.sim_world is None:
+            raise ValueError("a simulated back end needs sim_world (the simulator's directory)")
         return self
 
 
+class BayPinsSection(_Section):
+    """BCM pin numbers of one bay's RGB LED, latch solenoid and presence switch."""
+
+    red: Annotated[int, Field(ge=2, le=27)]
+    green: Annotated[int, Field(ge=2, le=27)]
+    blue: Annotated[int, Field(ge=2, le=27)]
+    latch: Annotated[int, Field(ge=2, le=27)]
+    presence: Annotated[int, Field(ge=2, le=27)] | None = None
+
+
 class BaySection(_Section):
+    """One bay: number <-> USB port path <-> dock board channel <-> GPIO pins."""
+
     number: Annotated[int, Field(ge=1, le=64)]
     port_path: Annotated[str, Field(pattern=r"^\d+-\d+(\.\d+)*$")]
     label: str = ""
+    dock_channel: Annotated[int, Field(ge=1, le=64)] | None = None
+    gpio: BayPinsSection | None = None
 
 
 class OffloadSection(_Section):
@@ -115,13 +159,27 @@ class StationConfig(_Section):
     def _bays_unique(self) -> StationConfig:
         seen_numbers: set[int] = set()
         seen_ports: set[str] = set()
+        seen_channels: dict[int, int] = {}
+        board = self.devices.dock_board.backend is not DeviceBackend.DISABLED
+        gpio = self.devices.gpio.backend != "disabled"
         for bay in self.bays:
             if bay.number in seen_numbers:
                 raise ValueError(f"bay {bay.number} is configured twice")
             if bay.port_path in seen_ports:
                 raise ValueError(f"USB port path {bay.port_path} is mapped to more than one bay")
+            if bay.dock_channel is not None and bay.dock_channel in seen_channels:
+                raise ValueError(
+                    f"dock board channel {bay.dock_channel} is mapped to bays {seen_channels[bay.dock_channel]}"
+                    f" and {bay.number}"
+                )
+            if board and bay.dock_channel is None:
+                raise ValueError(f"bay {bay.number} has no dock_channel, but a dock board is configured")
+            if gpio and bay.gpio is None:
+                raise ValueError(f"bay {bay.number} has no gpio pins, but GPIO is enabled")
             seen_numbers.add(bay.number)
             seen_ports.add(bay.port_path)
+            if bay.dock_channel is not None:
+                seen_channels[bay.dock_channel] = bay.number
         return self
 
     # Paths derived from data_dir: one place decides the on-disk layout.

@@ -86,7 +86,7 @@ def test_malformed_toml_and_missing_file(tmp_path: Path) -> None:
 
 def test_simulated_backend_needs_a_world(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + '\n[devices]\nbackend = "simulated"\n')
-    with pytest.raises(ConfigError, match="devices: Value error, backend = 'simulated' needs sim_world"):
+    with pytest.raises(ConfigError, match="devices: Value error, a simulated back end needs sim_world"):
         load_config(path, environ={})
 
 
@@ -107,3 +107,32 @@ def test_config_check_reports_errors_with_exit_1(tmp_path: Path) -> None:
     assert "no such profile" in result.output
     ok = CliRunner().invoke(main, ["config", "check", "--config", str(write(tmp_path, GOOD))], env={})
     assert ok.exit_code == 0 and "policy 003" in ok.output
+
+
+BOARD = '\n[devices.dock_board]\nbackend = "real"\nurl = "/dev/serial/by-path/board"\n'
+
+
+def test_bay_map_needs_a_dock_channel_for_every_bay_when_a_board_is_configured(tmp_path: Path) -> None:
+    text = GOOD.replace('port_path = "1-1.1"', 'port_path = "1-1.1"\ndock_channel = 1') + BOARD
+    with pytest.raises(ConfigError, match="bay 2 has no dock_channel, but a dock board is configured"):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_bay_map_refuses_a_channel_used_twice(tmp_path: Path) -> None:
+    text = GOOD.replace('port_path = "1-1.1"', 'port_path = "1-1.1"\ndock_channel = 3')
+    text = text.replace('port_path = "1-1.2"', 'port_path = "1-1.2"\ndock_channel = 3') + BOARD
+    with pytest.raises(ConfigError, match="dock board channel 3 is mapped to bays 1 and 2"):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_bay_map_needs_pins_when_gpio_is_enabled(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        'port_path = "1-1.1"', 'port_path = "1-1.1"\ngpio = { red = 5, green = 6, blue = 13, latch = 19 }'
+    )
+    with pytest.raises(ConfigError, match="bay 2 has no gpio pins, but GPIO is enabled"):
+        load_config(write(tmp_path, text + '\n[devices.gpio]\nbackend = "mock"\n'), environ={})
+
+
+def test_a_board_on_real_hardware_needs_its_port(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"devices\.dock_board: Value error, backend = 'real' needs url"):
+        load_config(write(tmp_path, GOOD + '\n[devices.dock_board]\nbackend = "real"\n'), environ={})
