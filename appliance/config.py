@@ -112,7 +112,7 @@ class BaySection(_Section):
     number: Annotated[int, Field(ge=1, le=64)]
     port_path: Annotated[str, Field(pattern=r"^\d+-\d+(\.\d+)*$")]
     label: str = ""
-    dock_channel: Annotated[int, Field(ge=1, le=64)] | None = None
+    dock_channel: Annotated[int, Field(ge=1, le=16)] | None = None  # docs/dock-board.md: 16 channels a board
     gpio: BayPinsSection | None = None
 
 
