@@ -29,6 +29,9 @@ from appliance.state.db import StateDB
 from appliance.store import StoreError, StoreFull
 from devices.camera.model import CameraAuthError, CameraError, CameraGone
 from devices.camera.serial_control import SerialCameraControl
+from devices.dock.protocol import ChannelStatus
+from devices.gpio.base import BayIndicators
+from devices.gpio.disabled import DisabledBayIndicators
 from devices.hotplug import DeviceScanner, DockedDevice
 from devices.volumes import VolumeError, open_volume
 from devices.volumes.mounting import cleanup_stale_mounts
@@ -51,6 +54,8 @@ class BayView:
     progress: dict[str, int] | None = None
     message: str = ""  # a message-catalogue key, e.g. "bay.error.auth"
     detail: str = ""  # technical detail for staff (never shown to officers as the only text)
+    charge: dict[str, Any] | None = None  # from the dock board: {"state", "current_ma", "present"}
+    led: str = "off"
     updated: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -73,6 +78,7 @@ class BayService:
         bus: Broadcaster,
         alarms: AlarmBoard,
         free_after: str = "local_verify",
+        indicators: BayIndicators | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -80,6 +86,8 @@ class BayService:
         self.offloader = offloader
         self.bus = bus
         self.alarms = alarms
+        self.indicators = indicators or DisabledBayIndicators()
+        self.channel_to_bay = {b.dock_channel: b.number for b in config.bays if b.dock_channel is not None}
         self.views = {b.number: BayView(b.number, b.port_path, b.label) for b in config.bays}
         self.bay_by_port = {b.port_path: b.number for b in config.bays}
         self._running: dict[int, _Running] = {}
@@ -102,6 +110,13 @@ class BayService:
             view = self.views[bay]
             for key, value in changes.items():
                 setattr(view, key, value)
+            led = led_for(view)
+            if led != view.led:
+                view.led = led
+                try:
+                    self.indicators.set_led(bay, led)
+                except Exception as exc:  # a failing LED must never stop an offload
+                    log.warning("bay %s: cannot set LED to %s: %s", bay, led, exc)
             view.updated = datetime.now(UTC).isoformat(timespec="seconds")
             data = view.as_dict()
         now = time.monotonic()
@@ -375,10 +390,37 @@ class BayService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
+    def apply_board_status(self, channels: list[ChannelStatus]) -> None:
+        """Charge state and presence per bay, from the dock controller board."""
+        for channel in channels:
+            bay = self.channel_to_bay.get(channel.channel)
+            if bay is None:
+                continue
+            charge = {"state": str(channel.charge_state), "current_ma": channel.current_ma, "present": channel.present}
+            if self.views[bay].charge != charge:
+                self._update(bay, charge=charge)
+
     def close(self) -> None:
         for running in self._running.values():
             running.cancel.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def led_for(view: BayView) -> str:
+    """The bay LED says at a glance what an officer may do: green means the camera can go out."""
+    match view.state:
+        case "empty":
+            return "off"
+        case "identifying" | "offloading":
+            return "offloading"
+        case "error" | "unauthorised":
+            return "fault"
+        case "ready":
+            full = (view.battery_pct is not None and view.battery_pct >= 100) or (view.charge or {}).get(
+                "state"
+            ) == "full"
+            return "ready" if full and view.message == "bay.ready" else "charging"
+    return "off"
 
 
 def _rows_for(db: TinyDB, serial: str, paths: list[str]) -> list[dict[str, Any]]:

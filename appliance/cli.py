@@ -316,6 +316,15 @@ def sim_record(world_root: Path, serial: str, clips: int, seconds: float) -> Non
         click.echo(recording.camera_path)
 
 
+@sim.command("swipe")
+@world_option
+@click.argument("card")
+def sim_swipe(world_root: Path, card: str) -> None:
+    """Swipe a badge on the simulated card reader."""
+    _sim_call(world_root, op="swipe", card=card)
+    click.echo(f"card {card} swiped")
+
+
 @sim.command("battery")
 @world_option
 @click.argument("serial")

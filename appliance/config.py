@@ -77,6 +77,14 @@ class BadgeSection(_Section):
     url: str | None = None  # serial readers
     device: Path | None = None  # keyboard-wedge readers: /dev/input/by-path/...
 
+    @model_validator(mode="after")
+    def _needs_its_port(self) -> BadgeSection:
+        if self.backend == "serial" and not self.url:
+            raise ValueError("backend = 'serial' needs url (the reader's serial port)")
+        if self.backend == "keyboard" and self.device is None:
+            raise ValueError("backend = 'keyboard' needs device (the reader's input device)")
+        return self
+
 
 class DevicesSection(_Section):
     backend: DeviceBackend = DeviceBackend.REAL

@@ -26,10 +26,13 @@ from appliance.central.uploader import Uploader
 from appliance.config import StationConfig
 from appliance.deadlines import calendar_coverage
 from appliance.eventlog import EventLog, Signer
+from appliance.hardware import make_badge_reader, make_dock_board, make_indicators
 from appliance.offload import Offloader
 from appliance.policy import PolicyProfile, load_profile
 from appliance.state.db import StateDB
 from appliance.store import LocalStore
+from devices.badge.base import BadgeReader
+from devices.dock.base import DockBoard, DockBoardError
 from devices.hotplug import make_scanner
 from provisioning.keys import load_signing_key
 
@@ -90,6 +93,7 @@ class Station:
         self.bus: Broadcaster | None = None
         self.bays: BayService | None = None
         self.uploader: Uploader | None = None
+        self.badge: BadgeReader | None = None
 
     # -- supervision
     def _supervise(self, name: str, coro: Awaitable[None]) -> None:
@@ -121,6 +125,36 @@ class Station:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=6 * 3600)
 
+    def _on_card(self, card: str) -> None:
+        """A badge swiped at the kiosk's reader (reader thread): the kiosk page picks it up."""
+        if self.bus is not None:
+            self.bus.publish("badge", {"card": card})
+
+    async def _poll_board(self, interval_s: float = 2.0) -> None:
+        """Charge state per bay from the dock board; reopen it with backoff when it goes away."""
+        loop = asyncio.get_running_loop()
+        board: DockBoard | None = None
+        backoff = 1.0
+        assert self.bays is not None
+        while not self._stop.is_set():
+            try:
+                if board is None:
+                    board = await loop.run_in_executor(None, make_dock_board, self.config.devices, self.config.bays)
+                    self.alarms.clear("dock_board")
+                    backoff = 1.0
+                self.bays.apply_board_status(await loop.run_in_executor(None, board.status))
+                delay = interval_s
+            except DockBoardError as exc:
+                self.alarms.raise_("dock_board", "alarm.dock_board", str(exc))
+                if board is not None:
+                    board.close()
+                board = None
+                delay, backoff = backoff, min(backoff * 2, 60.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        if board is not None:
+            board.close()
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -132,6 +166,7 @@ class Station:
                 loop.add_signal_handler(sig, self.request_stop)
         self.bus = Broadcaster(loop)
         self.alarms = AlarmBoard(self.events, self.bus)
+        self.indicators = make_indicators(self.config.devices, self.config.bays)
         self.bays = BayService(
             self.config,
             self.db,
@@ -140,7 +175,9 @@ class Station:
             self.bus,
             self.alarms,
             self.policy.integrity.free_camera_after,
+            self.indicators,
         )
+        self.badge = make_badge_reader(self.config.devices, self._on_card)
         scanner = make_scanner(self.config.devices.backend.value, self.config.devices.sim_world)
         self.events.append(
             "boot",
@@ -155,6 +192,8 @@ class Station:
         self._supervise("hotplug", self.bays.watch(scanner, self._stop))
         self._supervise("housekeeping", self.bays.housekeeping(self._stop))
         self._supervise("calendar", self._watch_calendar())
+        if self.config.devices.dock_board.backend.value != "disabled":
+            self._supervise("dock-board", self._poll_board())
         if self.config.central.kind == "archive":
             self.uploader = Uploader(
                 self.config.station.id, self.store, ArchiveStore(self.config.archive_dir), self.db, self.events
@@ -195,6 +234,9 @@ class Station:
                     task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await loop.run_in_executor(None, self.bays.close)
+            if self.badge is not None:
+                self.badge.close()
+            self.indicators.close()
             self.events.append("shutdown", {"clean": self._failure is None})
             self.events.close()
             self.db.close()

@@ -61,8 +61,16 @@ def provision_demo(root: Path, web_port: int = 8080) -> Path:
     config = {
         "station": {"id": "demo-station-01", "name": "演示采集站", "data_dir": "data"},
         "web": {"host": "127.0.0.1", "port": web_port},
-        "devices": {"backend": "simulated", "storage": "userspace", "sim_world": "sim"},
-        "bays": [{"number": n, "port_path": port_for(n), "label": f"{n}"} for n in range(1, BAYS + 1)],
+        "devices": {
+            "backend": "simulated",
+            "storage": "userspace",
+            "sim_world": "sim",
+            "dock_board": {"backend": "simulated"},
+            "badge": {"backend": "simulated"},
+        },
+        "bays": [
+            {"number": n, "port_path": port_for(n), "label": f"{n}", "dock_channel": n} for n in range(1, BAYS + 1)
+        ],
         "offload": {"parallel": 4, "reserve_gib": 0.5},
         "central": {"kind": "archive", "archive_dir": "central-archive"},
         "policy": {"profile": "003"},

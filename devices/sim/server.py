@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from appliance.state.atomic import atomic_write_json
+from devices.badge.sim import SimBadgeReader
+from devices.dock.protocol import ChargeState
+from devices.dock.sim import SimDockBoard
 from devices.sim.firmware import CameraFirmware, PtyEndpoint, charge
 from devices.sim.world import SimError, SimWorld
 
@@ -30,6 +33,8 @@ class SimServer:
         self.charge_interval_s = charge_interval_s
         self._lock = threading.RLock()
         self._live: dict[int, PtyEndpoint] = {}
+        self.board: SimDockBoard | None = None
+        self.badge: SimBadgeReader | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sock: socketserver.ThreadingUnixStreamServer | None = None
@@ -37,6 +42,10 @@ class SimServer:
     # -- lifecycle
     def start(self) -> None:
         self.world.clear_usb()  # a previous run's announcements are stale: that bus is gone
+        # The dock controller board and the badge reader, at stable names as udev would give them.
+        self.board = SimDockBoard(channels=max(self.world.wiring()))
+        _link(self.world.root / "dev" / "dock-board", self.board.slave_path)
+        self.badge = SimBadgeReader(link=self.world.root / "dev" / "badge-reader")
         for bay, serial in sorted(self.world.docked().items()):
             try:
                 self._attach(bay, serial)
@@ -59,6 +68,12 @@ class SimServer:
                 self._detach(bay)
         for thread in self._threads:
             thread.join(timeout=5)
+        if self.board is not None:
+            self.board.close()
+            with contextlib.suppress(FileNotFoundError):
+                (self.world.root / "dev" / "dock-board").unlink()
+        if self.badge is not None:
+            self.badge.close()
 
     # -- docking
     def dock(self, serial: str, bay: int) -> None:
@@ -99,6 +114,9 @@ class SimServer:
             },
             mode=0o644,
         )
+        if self.board is not None:
+            self.board.set_present(bay, True)
+            self._update_charge(bay, camera.battery_pct)
         log.info("bay %s (port %s): docked %s, control on %s", bay, port, serial, endpoint.slave_path)
 
     def _detach(self, bay: int) -> None:
@@ -109,15 +127,22 @@ class SimServer:
         endpoint = self._live.pop(bay, None)
         if endpoint is not None:
             endpoint.close()
+        if self.board is not None:
+            self.board.set_present(bay, False)
         log.info("bay %s (port %s): undocked", bay, port)
 
     def _charge_loop(self) -> None:
         while not self._stop.wait(self.charge_interval_s):
-            for serial in list(self.world.docked().values()):
+            for bay, serial in list(self.world.docked().items()):
                 try:
                     charge(self.world, serial)
+                    self._update_charge(bay, self.world.load(serial).battery_pct)
                 except (SimError, OSError) as exc:
                     log.debug("charging %s: %s", serial, exc)
+
+    def _update_charge(self, bay: int, battery_pct: int) -> None:
+        if self.board is not None and bay in self._live:
+            self.board.set_charge(bay, ChargeState.FULL if battery_pct >= 100 else ChargeState.CHARGING)
 
     # -- control socket
     def _start_socket(self) -> None:
@@ -147,6 +172,11 @@ class SimServer:
                 return {"ok": True}
             if op == "undock":
                 return {"ok": True, "serial": self.undock(int(request["bay"]))}
+            if op == "swipe":
+                if self.badge is None:
+                    raise SimError("the simulator is not running")
+                self.badge.swipe(str(request["card"]))
+                return {"ok": True}
             if op == "status":
                 return {"ok": True, "docked": {str(k): v for k, v in self.world.docked().items()}}
             return {"ok": False, "error": f"unknown op {op!r}"}
@@ -170,3 +200,13 @@ def send_command(world_root: Path, request: dict[str, Any], timeout: float = 10)
     if not reply:
         raise SimError("the simulator closed the connection")
     return json.loads(reply)
+
+
+def _link(link: Path, target: str) -> None:
+    """A stable name for a pty, replaced atomically (what a udev symlink is on a station)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    temp = link.with_name(link.name + ".new")
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    temp.symlink_to(target)
+    temp.replace(link)
