@@ -24,6 +24,7 @@ from appliance.alarms import AlarmBoard
 from appliance.bus import Broadcaster
 from appliance.config import StationConfig
 from appliance.eventlog import EventLog
+from appliance.health.unresponsive import UnresponsiveCameras
 from appliance.offload import RECORDINGS, SAFE_STATUSES, OffloadCancelled, Offloader, OffloadProgress, OffloadResult
 from appliance.state.db import StateDB
 from appliance.store import StoreError, StoreFull
@@ -79,6 +80,7 @@ class BayService:
         alarms: AlarmBoard,
         free_after: str = "local_verify",
         indicators: BayIndicators | None = None,
+        cameras: UnresponsiveCameras | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -87,6 +89,9 @@ class BayService:
         self.bus = bus
         self.alarms = alarms
         self.indicators = indicators or DisabledBayIndicators()
+        self.cameras = cameras or UnresponsiveCameras()  # control-port answers per bay, for the health check
+        self._present: dict[int, tuple[DockedDevice, dict[str, Any]]] = {}  # authorised cameras in their bays
+        self._polled: dict[int, float] = {}  # bay -> monotonic time of its last battery poll
         self.channel_to_bay = {b.dock_channel: b.number for b in config.bays if b.dock_channel is not None}
         self.views = {b.number: BayView(b.number, b.port_path, b.label) for b in config.bays}
         self.bay_by_port = {b.port_path: b.number for b in config.bays}
@@ -117,6 +122,8 @@ class BayService:
                     self.indicators.set_led(bay, led)
                 except Exception as exc:  # a failing LED must never stop an offload
                     log.warning("bay %s: cannot set LED to %s: %s", bay, led, exc)
+                if self.offloader.scheduler is not None:  # few cameras ready: the bus serves the nearest first
+                    self.offloader.scheduler.set_ready_count(sum(v.led == "ready" for v in self.views.values()))
             view.updated = datetime.now(UTC).isoformat(timespec="seconds")
             data = view.as_dict()
         now = time.monotonic()
@@ -187,6 +194,8 @@ class BayService:
                 storage_free=None,
             )
             return
+        self._present[bay] = (device, camera)
+        self.cameras.docked(bay)
         running = _Running()
         self._running[bay] = running
         self._update(
@@ -207,6 +216,9 @@ class BayService:
             return
         self._waiting.pop(bay, None)
         self._space_waiting.pop(bay, None)
+        self._present.pop(bay, None)
+        self._polled.pop(bay, None)
+        self.cameras.undocked(bay)
         self.alarms.clear(f"unauthorised:{bay}")
         self.alarms.clear(f"serial_mismatch:{bay}")
         running = self._running.pop(bay, None)
@@ -278,6 +290,7 @@ class BayService:
             battery = control.battery_pct()
             storage = control.storage()
             control.enter_mass_storage()
+        self.cameras.answered(bay)
         self.events.append(
             "identify",
             {
@@ -387,8 +400,31 @@ class BayService:
                 self._update(bay, state="identifying", message="bay.identifying", detail="")
                 running.future = loop.run_in_executor(self._pool, self._process, bay, device, camera, running.cancel)
             await loop.run_in_executor(None, self.try_free_waiting)
+            await loop.run_in_executor(None, self.poll_batteries)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+    def poll_batteries(self) -> None:
+        """Read the battery of every camera sitting idle in its bay (worker thread): the LED turns green when it
+        is full, and a camera that stops answering shows up in the health check."""
+        for bay, (device, camera) in list(self._present.items()):
+            running = self._running.get(bay)
+            busy = running is not None and running.future is not None and not running.future.done()
+            due = time.monotonic() - self._polled.get(bay, float("-inf")) >= self.config.devices.battery_poll_s
+            if busy or not due or device.control_port is None or self.views[bay].state != "ready":
+                continue
+            self._polled[bay] = time.monotonic()
+            try:
+                with SerialCameraControl(
+                    device.control_port, str(camera["password"]), self.config.devices.control_timeout_s
+                ) as control:
+                    battery = control.battery_pct()
+            except CameraError as exc:
+                log.info("bay %s: battery poll failed: %s", bay, exc)
+                continue
+            self.cameras.answered(bay)
+            if bay in self._present and self.views[bay].battery_pct != battery:
+                self._update(bay, battery_pct=battery)
 
     def apply_board_status(self, channels: list[ChannelStatus]) -> None:
         """Charge state and presence per bay, from the dock controller board."""

@@ -41,7 +41,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from appliance.config import StationConfig
 
 PACE_STEP_S = 0.05  # longest single wait: bounds how late a paced bay notices cancel or a clock jump
 BURST_S = 1.0  # a paced bay may bank at most this much trickle (e.g. after a slow read); keeps pacing smooth
@@ -227,3 +230,11 @@ class BusScheduler:
             self._sleep(seconds)
         finally:
             self._cond.acquire()
+
+
+def make_bus_scheduler(config: StationConfig) -> BusScheduler | None:
+    """The scheduler for the configured bays, or None when pacing is switched off (``offload.bus_pacing``)."""
+    if not config.offload.bus_pacing:
+        return None
+    buses = {bay.number: bus for bay in config.bays if (bus := usb_bus_of_port(bay.port_path)) is not None}
+    return BusScheduler(buses, config.offload.trickle_kib_s * 1024, config.offload.min_ready)

@@ -340,6 +340,20 @@ def sim_battery(world_root: Path, serial: str, pct: int) -> None:
     click.echo(f"{serial} battery at {pct}%")
 
 
+@sim.command("worn-contacts")
+@world_option
+@click.argument("bay", type=int)
+def sim_worn_contacts(world_root: Path, bay: int) -> None:
+    """A camera fails to enumerate in BAY (dirty contacts): the kernel log lines the health check reads."""
+    from devices.sim.world import SimError, SimWorld
+
+    try:
+        SimWorld(world_root).worn_contacts(bay)
+    except SimError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"bay {bay}: enumeration failure logged")
+
+
 @sim.command("status")
 @world_option
 def sim_status(world_root: Path) -> None:

@@ -92,6 +92,7 @@ class DevicesSection(_Section):
     sim_world: Path | None = None
     poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.5
     control_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    battery_poll_s: Annotated[float, Field(gt=0, le=3600)] = 60.0  # idle docked cameras: battery read this often
     dock_board: DockBoardSection = DockBoardSection()
     gpio: GpioSection = GpioSection()
     badge: BadgeSection = BadgeSection()
@@ -128,6 +129,10 @@ class OffloadSection(_Section):
     parallel: Annotated[int, Field(ge=1, le=16)] = 4
     buffer_kib: Annotated[int, Field(ge=64, le=16384)] = 1024
     reserve_gib: Annotated[float, Field(ge=0)] = 2.0
+    # USB bus sharing (appliance/bus_scheduler.py): one bay per bus reads at full speed, the others trickle.
+    bus_pacing: bool = True
+    trickle_kib_s: Annotated[int, Field(ge=16, le=65536)] = 512
+    min_ready: Annotated[int, Field(ge=0, le=64)] = 2  # fewer cameras ready than this: finish the nearest first
     extensions: tuple[str, ...] = (".mp4", ".mov", ".avi", ".ts", ".wav", ".mp3", ".jpg", ".jpeg")
 
     @field_validator("extensions")
@@ -153,6 +158,23 @@ class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class HealthSection(_Section):
+    """How often the health checks run (appliance/health/) and when their silence/stall becomes a warning
+    or a failure (a failure raises an alarm on the kiosk and the admin page)."""
+
+    interval_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    camera_silent_warn_s: Annotated[float, Field(gt=0)] = 180.0
+    camera_silent_fail_s: Annotated[float, Field(gt=0)] = 900.0
+    charge_zero_warn_s: Annotated[float, Field(gt=0)] = 120.0
+    charge_zero_fail_s: Annotated[float, Field(gt=0)] = 600.0
+
+    @model_validator(mode="after")
+    def _warn_before_fail(self) -> HealthSection:
+        if self.camera_silent_fail_s < self.camera_silent_warn_s or self.charge_zero_fail_s < self.charge_zero_warn_s:
+            raise ValueError("a *_fail_s threshold must not be below its *_warn_s")
+        return self
+
+
 class StationConfig(_Section):
     station: StationSection = StationSection()
     web: WebSection = WebSection()
@@ -161,6 +183,7 @@ class StationConfig(_Section):
     offload: OffloadSection = OffloadSection()
     central: CentralSection = CentralSection()
     policy: PolicySection = PolicySection()
+    health: HealthSection = HealthSection()
     logging: LoggingSection = LoggingSection()
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tinydb import Query, TinyDB
 
+from appliance.bus_scheduler import BusScheduler
 from appliance.clock import clock_synced
 from appliance.eventlog import Entry, EventLog
 from appliance.evidence import manifest
@@ -77,6 +78,7 @@ class Offloader:
     extensions: tuple[str, ...]
     station_id: str
     signing_key: Ed25519PrivateKey
+    scheduler: BusScheduler | None = None  # shares each USB bus between the bays (None: every bay unpaced)
 
     def run(
         self,
@@ -98,6 +100,39 @@ class Offloader:
             {"bay": bay, "camera": serial, "files": len(entries), "bytes": progress.bytes_total},
         )
         on_progress(progress)
+        if self.scheduler is not None:
+            left = sum(e.size for e in entries if recording_key(serial, e) not in known)
+            self.scheduler.register(bay, left)
+        try:
+            self._copy_all(volume, entries, known, camera, bay, cancel, on_progress, result)
+        finally:
+            if self.scheduler is not None:
+                self.scheduler.finish(bay)
+        self.events.append(
+            "offload_complete",
+            {
+                "bay": bay,
+                "camera": serial,
+                "listed": len(entries),
+                "copied": len(result.copied),
+                "already_verified": len(result.skipped),
+            },
+        )
+        return result
+
+    def _copy_all(
+        self,
+        volume: Volume,
+        entries: list[FileEntry],
+        known: set[str],
+        camera: dict[str, Any],
+        bay: int,
+        cancel: threading.Event,
+        on_progress: Callable[[OffloadProgress], None],
+        result: OffloadResult,
+    ) -> None:
+        serial = str(camera["serial"])
+        progress = result.progress
         for entry in entries:
             key = recording_key(serial, entry)
             if key in known:
@@ -115,6 +150,8 @@ class Offloader:
                     raise OffloadCancelled(f"stopped during {path}")
                 progress.bytes_done += n
                 on_progress(progress)
+                if self.scheduler is not None:
+                    self.scheduler.progress(bay, n, cancel)  # waits here while another bay leads the bus
 
             with volume.open(entry.path) as source:
                 stored = self.store.ingest(source, entry.size, advance)
@@ -148,17 +185,6 @@ class Offloader:
             progress.files_done += 1
             result.copied.append(entry.path)
             on_progress(progress)
-        self.events.append(
-            "offload_complete",
-            {
-                "bay": bay,
-                "camera": serial,
-                "listed": len(entries),
-                "copied": len(result.copied),
-                "already_verified": len(result.skipped),
-            },
-        )
-        return result
 
     def _write_manifest(self, camera: dict[str, Any], entry: FileEntry, stored: StoredObject, ingest: Entry) -> Path:
         sequence = self.db.call(_next_ingest_sequence)

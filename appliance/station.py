@@ -21,12 +21,14 @@ from appliance import __version__
 from appliance.alarms import AlarmBoard
 from appliance.bays import BayService
 from appliance.bus import Broadcaster
+from appliance.bus_scheduler import make_bus_scheduler
 from appliance.central.archive import ArchiveStore
 from appliance.central.uploader import Uploader
 from appliance.config import StationConfig
 from appliance.deadlines import calendar_coverage
 from appliance.eventlog import EventLog, Signer
 from appliance.hardware import make_badge_reader, make_dock_board, make_indicators
+from appliance.health.monitor import HealthMonitor, make_health_monitor
 from appliance.offload import Offloader
 from appliance.policy import PolicyProfile, load_profile
 from appliance.state.db import StateDB
@@ -85,7 +87,13 @@ class Station:
             sm3=self.policy.integrity.sm3.value,
         )
         self.offloader = Offloader(
-            self.store, self.db, self.events, config.offload.extensions, config.station.id, self.signing_key
+            self.store,
+            self.db,
+            self.events,
+            config.offload.extensions,
+            config.station.id,
+            self.signing_key,
+            make_bus_scheduler(config),
         )
         self._stop = asyncio.Event()
         self._failure: BaseException | None = None
@@ -94,6 +102,7 @@ class Station:
         self.bays: BayService | None = None
         self.uploader: Uploader | None = None
         self.badge: BadgeReader | None = None
+        self.health: HealthMonitor | None = None
 
     # -- supervision
     def _supervise(self, name: str, coro: Awaitable[None]) -> None:
@@ -135,14 +144,17 @@ class Station:
         loop = asyncio.get_running_loop()
         board: DockBoard | None = None
         backoff = 1.0
-        assert self.bays is not None
+        assert self.bays is not None and self.health is not None
         while not self._stop.is_set():
             try:
                 if board is None:
                     board = await loop.run_in_executor(None, make_dock_board, self.config.devices, self.config.bays)
                     self.alarms.clear("dock_board")
                     backoff = 1.0
-                self.bays.apply_board_status(await loop.run_in_executor(None, board.status))
+                channels = await loop.run_in_executor(None, board.status)
+                self.bays.apply_board_status(channels)
+                batteries = {view["number"]: view["battery_pct"] for view in self.bays.snapshot()}
+                self.health.observe_board(channels, self.bays.channel_to_bay, batteries)
                 delay = interval_s
             except DockBoardError as exc:
                 self.alarms.raise_("dock_board", "alarm.dock_board", str(exc))
@@ -167,6 +179,7 @@ class Station:
         self.bus = Broadcaster(loop)
         self.alarms = AlarmBoard(self.events, self.bus)
         self.indicators = make_indicators(self.config.devices, self.config.bays)
+        self.health = make_health_monitor(self.config, self.events, self.alarms, self.bus)
         self.bays = BayService(
             self.config,
             self.db,
@@ -176,6 +189,7 @@ class Station:
             self.alarms,
             self.policy.integrity.free_camera_after,
             self.indicators,
+            self.health.cameras,
         )
         self.badge = make_badge_reader(self.config.devices, self._on_card)
         scanner = make_scanner(self.config.devices.backend.value, self.config.devices.sim_world)
@@ -192,6 +206,7 @@ class Station:
         self._supervise("hotplug", self.bays.watch(scanner, self._stop))
         self._supervise("housekeeping", self.bays.housekeeping(self._stop))
         self._supervise("calendar", self._watch_calendar())
+        self._supervise("health", self.health.run(self._stop, self.config.health.interval_s))
         if self.config.devices.dock_board.backend.value != "disabled":
             self._supervise("dock-board", self._poll_board())
         if self.config.central.kind == "archive":

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance import bus_scheduler
-from appliance.bus_scheduler import BusScheduler, usb_bus_of_port
+from appliance.bus_scheduler import BusScheduler, make_bus_scheduler, usb_bus_of_port
+from appliance.config import load_config
+from appliance.eventlog import EventLog, Signer
+from appliance.offload import OffloadCancelled, Offloader
+from appliance.state.db import StateDB
+from appliance.store import LocalStore
+from devices.sim.world import SimWorld
+from devices.volumes.directory import DirectoryVolume
+from tests.conftest import wait_until, write_config
 
 KIB = 1024
 TRICKLE = 100 * KIB
@@ -307,3 +318,91 @@ def test_threads_smoke() -> None:
     assert not any(t.is_alive() for t in threads)
     assert errors == []
     assert sched.snapshot() == {}
+
+
+# -- wired into the offload pipeline: the copy loop really waits for its bus
+
+
+def paced_offloader(tmp_path: Path, sched: BusScheduler) -> tuple[Offloader, list[StateDB | EventLog]]:
+    key = Ed25519PrivateKey.generate()
+    db = StateDB(tmp_path / "state.json")
+    events = EventLog(tmp_path / "log", origin="test/events", signer=Signer("test", key))
+    store = LocalStore(tmp_path / "store", buffer_size=64 * KIB)
+    return Offloader(store, db, events, (".mp4",), "test", key, sched), [events, db]
+
+
+def test_offload_is_held_while_another_bay_leads_and_runs_once_promoted(tmp_path: Path) -> None:
+    camera = tmp_path / "camera" / "DCIM"
+    camera.mkdir(parents=True)
+    (camera / "a.mp4").write_bytes(os.urandom(4 << 20))
+    sched = BusScheduler({1: "1-1", 9: "1-1"}, trickle_bytes_s=16 * KIB, min_ready=0)  # FIFO
+    sched.register(9, 1 << 30)  # another bay leads the bus with a big camera
+    offloader, closers = paced_offloader(tmp_path, sched)
+    done = threading.Event()
+    result: list[object] = []
+
+    def run() -> None:
+        volume = DirectoryVolume(tmp_path / "camera", "mounted")
+        result.append(offloader.run(volume, {"serial": "CAM1"}, 1, threading.Event(), lambda p: None))
+        done.set()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        wait_until(lambda: sched.snapshot().get(1, None) is not None and sched.snapshot()[1].bytes_done > 0, 30)
+        assert not sched.snapshot()[1].leader and not done.is_set()  # 4 MiB at 16 KiB/s: minutes if paced
+        sched.finish(9)  # the leader's camera is done: bay 1 takes the bus
+        assert done.wait(60), "promoted bay did not finish"
+        assert result[0].copied == ["DCIM/a.mp4"]  # type: ignore[attr-defined]
+        assert sched.snapshot() == {}  # finished bays leave the scheduler
+    finally:
+        sched.finish(9)
+        worker.join(60)
+        for c in closers:
+            c.close()
+
+
+def test_a_paced_offload_stops_promptly_when_cancelled(tmp_path: Path) -> None:
+    camera = tmp_path / "camera"
+    camera.mkdir()
+    (camera / "b.mp4").write_bytes(os.urandom(4 << 20))
+    sched = BusScheduler({1: "1-1", 9: "1-1"}, trickle_bytes_s=16 * KIB, min_ready=0)
+    sched.register(9, 1 << 30)
+    offloader, closers = paced_offloader(tmp_path, sched)
+    cancel = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            offloader.run(DirectoryVolume(camera, "mounted"), {"serial": "CAM2"}, 1, cancel, lambda p: None)
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        wait_until(lambda: 1 in sched.snapshot() and sched.snapshot()[1].bytes_done > 0, 30)
+        cancel.set()
+        worker.join(30)
+        assert not worker.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], OffloadCancelled)
+        assert 1 not in sched.snapshot()
+        stored = [p for p in offloader.store.objects.rglob("*") if p.is_file()]
+        assert stored == []  # nothing half-copied was stored, and nothing was taken from the camera
+        assert (camera / "b.mp4").stat().st_size == 4 << 20
+    finally:
+        cancel.set()
+        worker.join(30)
+        for c in closers:
+            c.close()
+
+
+def test_station_config_maps_bays_to_their_buses(tmp_path: Path, world: SimWorld) -> None:
+    bays = [{"number": 1, "port_path": "1-1.2"}, {"number": 2, "port_path": "3-2.1"}]
+    sched = make_bus_scheduler(load_config(write_config(tmp_path, world, bays=bays)))
+    assert sched is not None
+    sched.register(1, 10)
+    sched.register(2, 10)
+    assert {b: s.bus for b, s in sched.snapshot().items()} == {1: "1-1", 2: "3-2"}
+    unpaced = load_config(write_config(tmp_path, world, bays=bays, offload={"bus_pacing": False}))
+    assert make_bus_scheduler(unpaced) is None

@@ -51,8 +51,10 @@ def test_board_charge_state_leds_and_badges_reach_the_station(
     try:
         assert rgb(station, 1) == (0, 0, 0)  # empty bay: dark
         sim_server.dock("CAMDEV1", 1)
-        wait_until(lambda: (station.bay(1)["charge"] or {}).get("state") == "charging", 20, "board charge state")
-        assert station.bay(1)["charge"]["current_ma"] > 0 and station.bay(1)["charge"]["present"] is True
+        # The board is polled every 2 s and the simulated battery fills fast: "charging" may be missed.
+        wait_until(lambda: (station.bay(1)["charge"] or {}).get("present") is True, 20, "board presence")
+        charge = station.bay(1)["charge"]
+        assert charge["state"] in ("charging", "full") and (charge["current_ma"] > 0) == (charge["state"] == "charging")
         wait_until(lambda: station.bay(1)["led"] in ("charging", "ready"), 60, "offload done")
         assert rgb(station, 1) != (0, 0, 0)
         wait_until(lambda: station.bay(1)["led"] == "ready", 60, "charged to full: green")

@@ -45,6 +45,13 @@ def create_app(station: Station) -> FastAPI:
     async def health() -> dict[str, Any]:
         return {"state": station.state.value, "station": station.config.station.id, "version": __version__}
 
+    @app.get("/api/health/checks")
+    async def health_checks() -> list[dict[str, Any]]:
+        """The latest verdict of each health check (under-voltage, USB enumeration, silent cameras, charging)."""
+        if station.health is None:
+            raise HTTPException(503, "station is starting")
+        return station.health.results()
+
     @app.get("/api/bays")
     async def list_bays() -> list[dict[str, Any]]:
         return bays().snapshot()
@@ -67,8 +74,9 @@ def create_app(station: Station) -> FastAPI:
         assert bus is not None
         queue = bus.subscribe()
         try:
+            health = station.health.results() if station.health is not None else []
             yield ServerSentEvent(
-                event="snapshot", data={"bays": service.snapshot(), "alarms": station.alarms.active()}
+                event="snapshot", data={"bays": service.snapshot(), "alarms": station.alarms.active(), "health": health}
             )
             while (item := await queue.get()) is not None:
                 topic, data = item

@@ -87,6 +87,26 @@ class SimWorld:
             raise SimError(f"{self.root} is not a simulator world (no world.json)")
         return {int(k): v for k, v in data["bays"].items()}
 
+    def worn_contacts(self, bay: int) -> None:
+        """A camera fails to enumerate in ``bay``: the kernel log lines a dirty dock contact causes (as the
+        station reads them from journald on a Pi), written where the simulated station reads its kernel log."""
+        port = self.wiring().get(bay)
+        if port is None:
+            raise SimError(f"no bay {bay} in the simulator's wiring")
+        hub, _, number = port.rpartition(".")
+        hub_port = f"{hub}-port{number}" if hub else "usb{}-port{}".format(*port.split("-", 1))  # a root port
+        lines = [
+            f"usb {port}: new high-speed USB device number 9 using xhci_hcd",
+            f"usb {port}: device descriptor read/64, error -71",
+            f"usb {port}: device descriptor read/64, error -71",
+            f"usb {port}: device not accepting address 10, error -71",
+            f"usb {hub_port}: unable to enumerate USB device",
+        ]
+        log = self.root / "dev" / "kmsg.log"
+        log.parent.mkdir(exist_ok=True)
+        with log.open("a") as out:
+            out.write("\n".join(lines) + "\n")
+
     # -- cameras
     def cameras(self) -> list[str]:
         folder = self.root / "cameras"

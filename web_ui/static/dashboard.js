@@ -65,6 +65,22 @@ function renderAlarms(alarms) {
   list.hidden = alarms.length === 0;
 }
 
+const health = new Map();  // check -> latest result
+
+function renderHealth(results) {
+  results.forEach((r) => health.set(r.check, r));
+  const section = document.getElementById("health");
+  section.querySelector("ul").replaceChildren(...[...health.values()].map((r) => {
+    const item = document.createElement("li");
+    item.dataset.check = r.check;
+    item.dataset.status = r.status;
+    item.textContent = `${T(`health.${r.check}`)}: ${T(`health.status.${r.status}`)}`;
+    item.title = r.message;  // technical detail for staff
+    return item;
+  }));
+  section.hidden = health.size === 0;
+}
+
 function connect() {
   const conn = document.getElementById("conn");
   const offline = document.getElementById("offline");
@@ -73,11 +89,13 @@ function connect() {
     const snapshot = JSON.parse(ev.data);
     snapshot.bays.forEach(render);
     renderAlarms(snapshot.alarms);
+    renderHealth(snapshot.health ?? []);
     conn.dataset.state = "live";
     offline.hidden = true;
   });
   source.addEventListener("bay", (ev) => render(JSON.parse(ev.data)));
   source.addEventListener("alarms", (ev) => renderAlarms(JSON.parse(ev.data)));
+  source.addEventListener("health", (ev) => renderHealth([JSON.parse(ev.data)]));
   source.onerror = () => {
     conn.dataset.state = "offline";
     offline.hidden = false;  // EventSource reconnects by itself
