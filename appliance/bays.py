@@ -245,6 +245,8 @@ class BayService:
             camera = self._identify(bay, device, camera)
             self._check_room(bay, device, camera)
             result = self._offload(bay, device, camera, cancel)
+            if result.missing:
+                raise StoreError(f"{len(result.missing)} recordings have no verified copy: {result.missing[:5]}")
             self._waiting[bay] = (device, camera, result)
             self.try_free(bay)
         except OffloadCancelled as exc:
@@ -353,6 +355,8 @@ class BayService:
             if waiting is None:
                 return False
             device, camera, result = waiting
+            if result.missing:
+                return False  # the reconciliation found recordings without a verified copy: never free
             paths = result.copied + result.skipped
             rows = self.db.call(lambda db: _rows_for(db, camera["serial"], paths))
             if len(rows) != len(paths) or any(r["status"] not in SAFE_STATUSES for r in rows):

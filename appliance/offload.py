@@ -58,6 +58,7 @@ class OffloadResult:
     camera_serial: str
     copied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # listed recordings without a verified copy: never free
     progress: OffloadProgress = field(default_factory=OffloadProgress)
 
 
@@ -89,7 +90,8 @@ class Offloader:
         on_progress: Callable[[OffloadProgress], None],
     ) -> OffloadResult:
         serial = str(camera["serial"])
-        entries = [e for e in volume.entries() if is_recording(e, self.extensions)]
+        listed = list(volume.entries())
+        entries = [e for e in listed if is_recording(e, self.extensions)]
         result = OffloadResult(serial)
         progress = result.progress
         progress.files_total = len(entries)
@@ -108,6 +110,7 @@ class Offloader:
         finally:
             if self.scheduler is not None:
                 self.scheduler.finish(bay)
+        self._reconcile(bay, serial, listed, entries, result)
         self.events.append(
             "offload_complete",
             {
@@ -119,6 +122,30 @@ class Offloader:
             },
         )
         return result
+
+    def _reconcile(
+        self, bay: int, serial: str, listed: list[FileEntry], entries: list[FileEntry], result: OffloadResult
+    ) -> None:
+        """What the camera listed against what arrived, read back from the state (not from the copy loop's own
+        bookkeeping), logged per dock. Files that are not recordings stay on the camera and are named."""
+        arrived = self.db.call(lambda db: _verified_keys(db, serial))
+        result.missing = [e.path for e in entries if recording_key(serial, e) not in arrived]
+        others = [e.path for e in listed if not is_recording(e, self.extensions)]
+        self.events.append(
+            "reconciliation",
+            {
+                "bay": bay,
+                "camera": serial,
+                "listed": len(listed),
+                "recordings": len(entries),
+                "arrived": len(entries) - len(result.missing),
+                "missing": result.missing,
+                "not_recordings": others[:MAX_NAMED],
+                "not_recordings_count": len(others),
+            },
+        )
+        if result.missing:
+            log.error("bay %s, camera %s: recordings without a verified copy: %s", bay, serial, result.missing)
 
     def _copy_all(
         self,
@@ -229,6 +256,8 @@ def _next_ingest_sequence(db: TinyDB) -> int:
     meta.upsert({"name": "ingest_sequence", "value": value}, Query().name == "ingest_sequence")
     return value
 
+
+MAX_NAMED = 100  # file names per log entry: a camera full of junk must not make one huge entry
 
 # Every status a recording reaches after its copy has verified; only these are safe to skip.
 SAFE_STATUSES = ("verified", "uploaded")
