@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from devices.tools import run_tool
 
 # ffprobe on a card-sized clip takes well under a second; a hung probe must not stall an ingest.
 PROBE_TIMEOUT_S = 30.0
@@ -69,20 +70,9 @@ def probe(path: Path) -> MediaInfo:
         "ffprobe", "-v", "error", "-show_entries", "format=duration:format_tags=creation_time",
         "-of", "json", str(Path(path).absolute()),  # absolute: "x:name" would be read as a protocol
     ]  # fmt: skip
+    out = run_tool(argv, f"{path}: not a readable recording", error=ProbeError, timeout=PROBE_TIMEOUT_S)
     try:
-        proc = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-            timeout=PROBE_TIMEOUT_S, check=False,
-        )  # fmt: skip
-    except FileNotFoundError as exc:
-        raise ProbeError(f"{path}: cannot probe, ffprobe is not installed") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise ProbeError(f"{path}: ffprobe timed out after {PROBE_TIMEOUT_S:g} s") from exc
-    if proc.returncode != 0:
-        reason = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-        raise ProbeError(f"{path}: not a readable recording: {reason[0]}")
-    try:
-        fmt = json.loads(proc.stdout).get("format", {})
+        fmt = json.loads(out).get("format", {})
         duration = float(fmt["duration"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProbeError(f"{path}: ffprobe reported no duration") from exc

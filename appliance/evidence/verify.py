@@ -148,11 +148,8 @@ def _compare(checkpoint: Checkpoint, root: bytes, report: Report) -> None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _check_objects(store: Path, report: Report) -> None:

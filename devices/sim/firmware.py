@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import select
-import subprocess
 import threading
 import tty
 from datetime import datetime
@@ -24,6 +23,7 @@ from devices.camera.line_protocol import (
 from devices.camera.model import OfficerRecord
 from devices.sim import media
 from devices.sim.world import SimCamera, SimWorld, camera_now
+from devices.tools import run_tool
 from devices.volumes.detect import probe_fs_type
 
 log = logging.getLogger(__name__)
@@ -125,10 +125,7 @@ def filesystem_free_bytes(image: Path) -> int:
 
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False, env=env)
-    if proc.returncode != 0:
-        raise OSError(f"{argv[0]}: {proc.stderr.strip()}")
-    return proc.stdout
+    return run_tool(argv, "read the camera's filesystem", error=OSError, env=env)
 
 
 class PtyEndpoint:

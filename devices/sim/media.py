@@ -22,6 +22,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from devices.tools import run_tool, tail
 from devices.volumes.mounting import unmount, wait_mounted
 
 FsType = Literal["vfat", "exfat"]
@@ -94,7 +95,7 @@ def make_clip(dest: Path, started: datetime, seconds: float, label: str) -> None
             raise RuntimeError(f"ffmpeg timed out making {dest.name}") from exc
     if proc.returncode != 0:
         dest.unlink(missing_ok=True)  # never leave a half-written clip that looks like a recording
-        raise RuntimeError(f"ffmpeg failed making {dest.name} (exit {proc.returncode}): {_tail(proc.stderr)}")
+        raise RuntimeError(f"ffmpeg failed making {dest.name} (exit {proc.returncode}): {tail(proc.stderr)}")
     stamp = _wall_ns(started + timedelta(seconds=seconds))
     os.utime(dest, ns=(stamp, stamp))
 
@@ -225,22 +226,7 @@ def _env() -> dict[str, str]:
 
 
 def _run(argv: list[str], what: str, timeout: float = 60) -> str:
-    try:
-        proc = subprocess.run(
-            argv, env=_env(), stdin=subprocess.DEVNULL, capture_output=True,
-            text=True, errors="replace", timeout=timeout, check=False,
-        )  # fmt: skip
-    except FileNotFoundError as exc:
-        raise RuntimeError(f"{what}: {argv[0]} is not installed") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"{what}: {argv[0]} timed out") from exc
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what}: {argv[0]} exited {proc.returncode}: {_tail(proc.stderr or proc.stdout)}")
-    return proc.stdout
-
-
-def _tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
+    return run_tool(argv, what, timeout=timeout, env=_env())
 
 
 def _require_naive(moment: datetime) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from devices import tools
 from devices.volumes.base import VolumeError
 
 log = logging.getLogger(__name__)
@@ -19,15 +20,7 @@ SAFE_OPTIONS = ("ro", "nosuid", "nodev", "noexec")
 
 
 def run_tool(argv: list[str], what: str, timeout: float = 30) -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError as exc:
-        raise VolumeError(f"{what}: {argv[0]} is not installed") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise VolumeError(f"{what}: {argv[0]} timed out") from exc
-    if proc.returncode != 0:
-        raise VolumeError(f"{what}: {proc.stderr.strip() or proc.stdout.strip() or proc.returncode}")
-    return proc.stdout
+    return tools.run_tool(argv, what, error=VolumeError, timeout=timeout)
 
 
 def is_block_device(path: Path) -> bool:
