@@ -169,6 +169,15 @@ class CheckoutService:
         found.sort(key=lambda c: c.pop("_key"))
         return found
 
+    def occupied(self) -> list[dict[str, Any]]:
+        """Every bay an officer may pick: a registered camera docked and not already checked out. The gate
+        decides whether it can go out; a bay that is not ready is offered so the kiosk can say why."""
+        return [
+            {"bay": v["number"], "serial": v["camera"]["serial"], "state": v["state"], "battery_pct": v["battery_pct"]}
+            for v in self.bays.snapshot()
+            if v["camera"] and v["state"] not in ("empty", "unauthorised") and v["checkout"] is None
+        ]
+
     # -- check-out
     async def checkout(self, tickets: list[str], bay: int | None = None, exclude: tuple[int, ...] = ()) -> dict:
         async with self._lock:
@@ -350,6 +359,7 @@ class CheckoutService:
             if (self.bays.views[number].checkout or {}).get("assignment") == row["id"]:
                 self.bays.set_checkout(number, None)
         self.alarms.clear(f"overdue:{serial}")
+        self.bays.bus.publish("checkin", {"assignment": row["id"], "camera": serial, "bay": bay})
 
     # -- overdue cameras
     def check_overdue(self, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -91,7 +91,11 @@ def parse_cameras(text: str) -> list[dict[str, Any]]:
 
 
 def import_officers(db: TinyDB, text: str) -> int:
-    rows = parse_officers(text, lambda police_no: inventory.officer(db, police_no))
+    return store_officers(db, parse_officers(text, lambda police_no: inventory.officer(db, police_no)))
+
+
+def store_officers(db: TinyDB, rows: list[dict[str, Any]]) -> int:
+    """Write rows from ``parse_officers`` (split so the slow PIN hashing can run on another thread)."""
     _check_unique_against(db, rows, inventory.OFFICERS, "police_no", "card")
     for row in rows:
         inventory.upsert_officer(db, row.pop("police_no"), **row)
