@@ -5,6 +5,8 @@ demo is reused as it is."""
 from __future__ import annotations
 
 import logging
+import tomllib
+from importlib import resources
 from pathlib import Path
 
 import tomli_w
@@ -58,6 +60,24 @@ def demo_pin(police_no: str) -> str:
     return police_no[-4:]
 
 
+DEMO_PROFILE = "demo-policy.toml"
+# The simulated cameras hold 128 MiB, not the tens of GiB of real ones: profile 003 with storage minimums
+# a demo camera can meet, so check-out can be tried. Everything else is 003 as shipped.
+DEMO_STORAGE = {"min_free_gib": 0.05, "min_free_hours": 0.02}
+
+
+def write_demo_profile(path: Path) -> None:
+    text = (resources.files("appliance") / "policies" / "003.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    data["id"] = "003-demo"
+    for key, value in DEMO_STORAGE.items():
+        data["checkout"][key]["value"] = value
+        data["checkout"][key]["note"] = "Demo only: sized for the simulator's 128 MiB cameras. " + data["checkout"][
+            key
+        ].get("note", "")
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+
+
 def port_for(bay: int) -> str:
     # The demo's dock wiring: bay n hangs on port n of the hub on root port 1.
     return f"1-1.{bay}"
@@ -86,8 +106,9 @@ def provision_demo(root: Path, web_port: int = 8080) -> Path:
         ],
         "offload": {"parallel": 4, "reserve_gib": 0.5},
         "central": {"kind": "archive", "archive_dir": "central-archive"},
-        "policy": {"profile": "003"},
+        "policy": {"profile": "003", "profile_file": DEMO_PROFILE},
     }
+    write_demo_profile(root / DEMO_PROFILE)
     staging = root / "station.toml.new"
     staging.write_text(tomli_w.dumps(config), encoding="utf-8")
     loaded = load_config(staging)

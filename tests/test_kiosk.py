@@ -279,3 +279,38 @@ def test_kiosk_refusal_names_the_failed_check(
         page.wait_for_selector("#flow[data-step=done]", timeout=30_000)
         assert world.load("CAMNEXT").officer["police_no"] == A
     page.close()
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_admin_page_shows_ratio_open_cameras_and_ledger(
+    lang,
+    tmp_path,
+    world,
+    sim_server,
+    start_station,
+    browser,  # noqa: F811
+) -> None:
+    config = setup(tmp_path, world, {"CAMADM1": {"battery_pct": 90}})
+    station = start_station(cfg=config, serve_web=True)
+    ready(station, sim_server, {"CAMADM1": 1})
+    with client(station) as http:
+        taken = http.post("/api/checkout", json={"tickets": [card_ticket(http, A), card_ticket(http, B)]})
+        assert taken.status_code == 200, taken.text
+    t = catalogue(lang)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(f"{base_url(station)}/admin?lang={lang}")
+    page.wait_for_selector("#conn[data-state=live]")
+    page.wait_for_selector("#open td:has-text('CAMADM1')")
+    ratio = page.locator("#ratio")
+    assert ratio.get_attribute("data-ok") == "false"  # 3 officers, 1 camera: the standard is 2 per camera
+    expected = t["admin.ratio_line"].format(officers=3, cameras=1, ratio=3, standard=2, cite="003 Art. 15")
+    assert ratio.inner_text().startswith(expected)
+    assert t["admin.ratio_short"].format(shortfall=1) in ratio.inner_text()
+    assert page.locator("#ledger td:has-text('CAMADM1')").count() == 1
+    page.fill("input[name=since]", "2000-01-01")
+    page.fill("input[name=until]", "2000-01-02")
+    page.click("#ledger-filter button")
+    page.wait_for_selector(f"#ledger td:has-text('{t['admin.none']}')")
+    assert "since=2000-01-01" in page.locator("#ledger-csv").get_attribute("href")
+    page.screenshot(path=str(ARTIFACTS / f"admin-{lang}.png"), full_page=True)
+    page.close()

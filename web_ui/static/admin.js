@@ -19,7 +19,7 @@ function rows(table, items, cells) {
 
 const assignmentCells = (a) => [
   a.camera, T("bay.number", { n: a.bay }), a.officers.map((o) => `${o.name} ${o.police_no}`).join("、"),
-  local(a.issued_at), local(a.returned_at) || local(a.due_at), a.status,
+  local(a.issued_at), local(a.returned_at) || local(a.due_at), T(`admin.status.${a.status}`),
 ];
 
 async function refresh() {
