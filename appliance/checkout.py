@@ -191,13 +191,16 @@ class CheckoutService:
                 raise CheckoutRefused("checkout.error.no_bay", 400, bay=bay)
             loop = asyncio.get_running_loop()
             try:
-                return await loop.run_in_executor(None, self._gate_and_issue, bay, officers)
+                assignment = await loop.run_in_executor(None, self._gate_and_issue, bay, officers)
             except CheckoutRefused as refused:
                 refused.bay = bay
                 if refused.code.startswith(("gate.", "checkout.error.bay_")):
                     others = await self.candidates((*exclude, bay))
                     refused.alternative = others[0] if others else None
-                raise
+                raise  # the tickets stay valid: the same officers may take the camera offered instead
+            for ticket in tickets:
+                self._tickets.pop(ticket, None)
+            return assignment
 
     async def _officers_for(self, tickets: list[str]) -> list[dict[str, Any]]:
         self._expire_tickets()

@@ -182,7 +182,9 @@ def test_pair_rule_and_one_camera_per_officer(tmp_path, world, sim_server, start
     assert refused(station, service.identify(card="NOSUCHCARD")).code == "checkout.error.unknown_card"
     assert refused(station, service.identify(police_no=A, pin="9999")).code == "checkout.error.bad_pin"
 
-    first = station.call(service.checkout(tickets(station, A, B)))
+    pair = tickets(station, A, B)
+    first = station.call(service.checkout(pair))
+    assert refused(station, service.checkout(pair)).code == "checkout.error.ticket"  # used up
     error = refused(station, service.checkout(tickets(station, B, C)))
     assert error.code == "checkout.error.holds_camera" and error.args_["serial"] == first["camera"]
     assert station.call(service.identify(card=f"CARD{A}"))["holding"] == first["camera"]
