@@ -99,6 +99,10 @@ class CheckoutService:
         bays.dock_listeners.append(self.on_dock)
         bays.undock_listeners.append(self.on_undock)
 
+    def _wall_clock(self) -> datetime:
+        """Camera clocks keep local wall time (naive) in the station's time zone, whatever the OS zone is."""
+        return datetime.now(self.calendar.tz).replace(tzinfo=None)
+
     @property
     def officers_required(self) -> int:
         return 1 if self.policy.allow_single_officer.value else 2
@@ -237,7 +241,7 @@ class CheckoutService:
         try:
             with self.bays.control(bay) as (control, _):
                 live, battery, storage = camera_checks(
-                    control, camera, self.policy.checkout, self.config.checkout.allowed_firmware
+                    control, camera, self.policy.checkout, self.config.checkout.allowed_firmware, self._wall_clock
                 )
                 readings += live
                 self.bays.note_readings(bay, battery, storage.total_bytes, storage.free_bytes)

@@ -20,7 +20,21 @@ from web_ui.i18n import catalogue
 BADGE = {"badge": {"backend": "simulated"}}  # the simulator's card reader, as on a kiosk
 
 
+def web_up(station) -> None:
+    """The station reports running as uvicorn starts; wait until it answers (another branch makes the
+    station wait for that itself)."""
+
+    def answers() -> bool:
+        try:
+            return httpx.get(base_url(station) + "/api/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answers, 30, "web server")
+
+
 def client(station) -> httpx.Client:
+    web_up(station)
     return httpx.Client(base_url=base_url(station), timeout=30)
 
 
@@ -149,6 +163,7 @@ def test_api_registry_csv_round_trip_and_edits(tmp_path, world, sim_server, star
 
 # -- the kiosk in Chromium
 def kiosk(browser, station, lang: str):  # noqa: F811
+    web_up(station)
     page = browser.new_page(viewport={"width": 1280, "height": 800}, has_touch=True)
     page.goto(f"{base_url(station)}/kiosk?lang={lang}")
     page.wait_for_selector("#conn[data-state=live]")
