@@ -268,3 +268,32 @@ def test_ledger_filters_and_fleet_ratio(tmp_path) -> None:
         }  # fmt: skip
     finally:
         db.close()
+
+
+def test_latch_opens_and_led_shows_the_bay_on_gpio(tmp_path, world, sim_server, start_station) -> None:
+    from gpiozero import Device
+
+    from devices.gpio.base import LedState
+    from tests.test_station_devices import PINS
+
+    bays = [
+        {"number": n, "port_path": f"1-1.{n}", "gpio": {"red": r, "green": g, "blue": b, "latch": latch}}
+        for n, (r, g, b, latch) in PINS.items()
+    ]
+    config = setup(tmp_path, world, {"CAMGPIO": {"battery_pct": 90}}, bays=bays, devices={"gpio": {"backend": "mock"}})
+    station = start_station(cfg=config)
+    try:
+        ready(station, sim_server, {"CAMGPIO": 3})
+        indicators = station.station.indicators
+        latch_pin = indicators._latches[3].pin  # gpiozero's mock pin keeps its history
+        assert all(s.state == 0 for s in latch_pin.states)
+        assert indicators.led_state(3) is not LedState.TAKE
+        station.call(station.station.checkout.checkout(tickets(station, A, B)))
+        assert 1 in [s.state for s in latch_pin.states]  # the solenoid was energised
+        wait_until(lambda: latch_pin.state == 0, 10, "latch pulse over")
+        assert indicators.led_state(3) is LedState.TAKE
+        assert all(indicators.led_state(n) is not LedState.TAKE for n in (1, 2, 4))  # only that bay
+        sim_server.undock(3)
+        wait_until(lambda: indicators.led_state(3) is LedState.CHECKED_OUT, 20, "on-duty light")
+    finally:
+        Device.pin_factory = None
