@@ -11,6 +11,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +58,7 @@ class BayView:
     detail: str = ""  # technical detail for staff (never shown to officers as the only text)
     charge: dict[str, Any] | None = None  # from the dock board: {"state", "current_ma", "present"}
     led: str = "off"
+    checkout: dict[str, Any] | None = None  # set by the check-out service: {"assignment", "phase", ...}
     updated: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -104,6 +106,11 @@ class BayService:
         self._free_lock = threading.Lock()
         self.free_after = free_after
         self._lock = threading.Lock()  # views are touched by worker threads and the loop
+        # One user of a camera's control port at a time (offload, freeing, the check-out gate).
+        self._control_locks = {b.number: threading.Lock() for b in config.bays}
+        # Called on the loop with (bay, registry row) after a registered camera docks / after a bay empties.
+        self.dock_listeners: list[Callable[[int, dict[str, Any]], Awaitable[None]]] = []
+        self.undock_listeners: list[Callable[[int, str | None], Awaitable[None]]] = []
 
     # -- views
     def snapshot(self) -> list[dict[str, Any]]:
@@ -196,6 +203,8 @@ class BayService:
             return
         self._present[bay] = (device, camera)
         self.cameras.docked(bay)
+        for listener in self.dock_listeners:
+            await _call_listener(listener, bay, camera)
         running = _Running()
         self._running[bay] = running
         self._update(
@@ -216,7 +225,6 @@ class BayService:
             return
         self._waiting.pop(bay, None)
         self._space_waiting.pop(bay, None)
-        self._present.pop(bay, None)
         self._polled.pop(bay, None)
         self.cameras.undocked(bay)
         self.alarms.clear(f"unauthorised:{bay}")
@@ -227,6 +235,7 @@ class BayService:
             if running.future is not None:
                 await asyncio.gather(running.future, return_exceptions=True)
         self.events.append("undock", {"bay": bay, "port_path": port, "usb_serial": device.usb.serial})
+        present = self._present.pop(bay, None)
         self._update(
             bay,
             state="empty",
@@ -238,6 +247,8 @@ class BayService:
             message="",
             detail="",
         )
+        for listener in self.undock_listeners:
+            await _call_listener(listener, bay, present[1]["serial"] if present else None)
 
     # -- the work for one docked camera (worker thread)
     def _process(self, bay: int, device: DockedDevice, camera: dict[str, Any], cancel: threading.Event) -> None:
@@ -276,7 +287,10 @@ class BayService:
         if device.control_port is None:
             raise CameraGone("camera has no control port")
         timeout = self.config.devices.control_timeout_s
-        with SerialCameraControl(device.control_port, str(camera["password"]), timeout) as control:
+        with (
+            self._control_locks[bay],
+            SerialCameraControl(device.control_port, str(camera["password"]), timeout) as control,
+        ):
             control.init()
             ident = control.identity()
             if ident.serial != camera["serial"]:
@@ -368,7 +382,10 @@ class BayService:
                 return False
             if paths:
                 timeout = self.config.devices.control_timeout_s
-                with SerialCameraControl(device.control_port, str(camera["password"]), timeout) as control:
+                with (
+                    self._control_locks[bay],
+                    SerialCameraControl(device.control_port, str(camera["password"]), timeout) as control,
+                ):
                     control.free_recordings(paths)
                 self.events.append(
                     "camera_freed",
@@ -411,7 +428,7 @@ class BayService:
     def poll_batteries(self) -> None:
         """Read the battery of every camera sitting idle in its bay (worker thread): the LED turns green when it
         is full, and a camera that stops answering shows up in the health check."""
-        for bay, (device, camera) in list(self._present.items()):
+        for bay, (device, _camera) in list(self._present.items()):
             running = self._running.get(bay)
             busy = running is not None and running.future is not None and not running.future.done()
             due = time.monotonic() - self._polled.get(bay, float("-inf")) >= self.config.devices.battery_poll_s
@@ -419,9 +436,7 @@ class BayService:
                 continue
             self._polled[bay] = time.monotonic()
             try:
-                with SerialCameraControl(
-                    device.control_port, str(camera["password"]), self.config.devices.control_timeout_s
-                ) as control:
+                with self.control(bay) as (control, _):
                     battery = control.battery_pct()
             except CameraError as exc:
                 log.info("bay %s: battery poll failed: %s", bay, exc)
@@ -429,6 +444,43 @@ class BayService:
             self.cameras.answered(bay)
             if bay in self._present and self.views[bay].battery_pct != battery:
                 self._update(bay, battery_pct=battery)
+
+    # -- for the check-out service
+    @contextlib.contextmanager
+    def control(self, bay: int) -> Iterator[tuple[SerialCameraControl, dict[str, Any]]]:
+        """The control port of the camera docked in ``bay`` and its registry row, held exclusively (nothing
+        else talks to that camera meanwhile). Worker thread. Raises CameraGone when the bay is empty."""
+        present = self._present.get(bay)
+        if present is None or present[0].control_port is None:
+            raise CameraGone(f"bay {bay} holds no camera")
+        device, camera = present
+        timeout = self.config.devices.control_timeout_s
+        with (
+            self._control_locks[bay],
+            SerialCameraControl(device.control_port, str(camera["password"]), timeout) as control,
+        ):
+            yield control, camera
+
+    def offload_done(self, bay: int) -> bool:
+        """Whether the camera in ``bay`` was offloaded, every copy verified, and the camera freed."""
+        running = self._running.get(bay)
+        busy = running is not None and running.future is not None and not running.future.done()
+        view = self.views[bay]
+        return (
+            not busy
+            and bay not in self._waiting
+            and bay not in self._space_waiting
+            and view.state == "ready"
+            and view.message == "bay.ready"
+        )
+
+    def note_readings(self, bay: int, battery_pct: int, storage_total: int, storage_free: int) -> None:
+        """Fresh readings taken by someone else on the camera's control port (the check-out gate)."""
+        self._update(bay, battery_pct=battery_pct, storage_total=storage_total, storage_free=storage_free)
+
+    def set_checkout(self, bay: int, info: dict[str, Any] | None) -> None:
+        """Show a check-out on the bay (its LED and tile): phase "release" (take it) or "out" (on duty)."""
+        self._update(bay, checkout=info)
 
     def apply_board_status(self, channels: list[ChannelStatus]) -> None:
         """Charge state and presence per bay, from the dock controller board."""
@@ -448,9 +500,12 @@ class BayService:
 
 def led_for(view: BayView) -> str:
     """The bay LED says at a glance what an officer may do: green means the camera can go out."""
+    phase = (view.checkout or {}).get("phase")
+    if phase == "release" and view.state != "empty":
+        return "take"
     match view.state:
         case "empty":
-            return "off"
+            return "checked_out" if phase == "out" else "off"
         case "identifying" | "offloading":
             return "offloading"
         case "error" | "unauthorised":
@@ -461,6 +516,13 @@ def led_for(view: BayView) -> str:
             ) == "full"
             return "ready" if full and view.message == "bay.ready" else "charging"
     return "off"
+
+
+async def _call_listener(listener: Callable[..., Awaitable[None]], *args: Any) -> None:
+    try:
+        await listener(*args)
+    except Exception:  # a listener's bug must not stop the bays
+        log.exception("bay listener %r failed", listener)
 
 
 def _rows_for(db: TinyDB, serial: str, paths: list[str]) -> list[dict[str, Any]]:

@@ -154,6 +154,17 @@ class PolicySection(_Section):
     profile_file: Path | None = None
 
 
+class CheckoutSection(_Section):
+    """Site choices for the check-out gate (the thresholds themselves are policy: appliance/policies)."""
+
+    # Camera model -> firmware versions allowed to go out; an empty list allows any firmware of that model.
+    # Empty table: any model, as long as the camera reports the model its registry row names.
+    allowed_firmware: dict[str, list[str]] = {}
+    ticket_ttl_s: Annotated[float, Field(gt=0, le=3600)] = 180.0  # an identified officer stays identified
+    overdue_check_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    latch_pulse_s: Annotated[float, Field(gt=0, le=5)] = 0.5
+
+
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -184,6 +195,7 @@ class StationConfig(_Section):
     central: CentralSection = CentralSection()
     policy: PolicySection = PolicySection()
     health: HealthSection = HealthSection()
+    checkout: CheckoutSection = CheckoutSection()
     logging: LoggingSection = LoggingSection()
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from appliance.bus import Broadcaster
 from appliance.bus_scheduler import make_bus_scheduler
 from appliance.central.archive import ArchiveStore
 from appliance.central.uploader import Uploader
+from appliance.checkout import CheckoutService
 from appliance.config import StationConfig
 from appliance.deadlines import calendar_coverage
 from appliance.eventlog import EventLog, Signer
@@ -103,6 +104,7 @@ class Station:
         self.uploader: Uploader | None = None
         self.badge: BadgeReader | None = None
         self.health: HealthMonitor | None = None
+        self.checkout: CheckoutService | None = None
 
     # -- supervision
     def _supervise(self, name: str, coro: Awaitable[None]) -> None:
@@ -191,6 +193,9 @@ class Station:
             self.indicators,
             self.health.cameras,
         )
+        self.checkout = CheckoutService(
+            self.config, self.policy, self.db, self.events, self.bays, self.alarms, self.indicators
+        )
         self.badge = make_badge_reader(self.config.devices, self._on_card)
         scanner = make_scanner(self.config.devices.backend.value, self.config.devices.sim_world)
         self.events.append(
@@ -207,6 +212,7 @@ class Station:
         self._supervise("housekeeping", self.bays.housekeeping(self._stop))
         self._supervise("calendar", self._watch_calendar())
         self._supervise("health", self.health.run(self._stop, self.config.health.interval_s))
+        self._supervise("checkout", self.checkout.watch(self._stop))
         if self.config.devices.dock_board.backend.value != "disabled":
             self._supervise("dock-board", self._poll_board())
         if self.config.central.kind == "archive":

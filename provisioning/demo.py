@@ -5,12 +5,16 @@ demo is reused as it is."""
 from __future__ import annotations
 
 import logging
+import tomllib
+from importlib import resources
 from pathlib import Path
 
 import tomli_w
+from tinydb import TinyDB
 
 from appliance import inventory
 from appliance.config import load_config
+from appliance.pins import hash_pin
 from appliance.state.db import StateDB
 from devices.sim.world import SimWorld
 from provisioning.keys import create_signing_key, fingerprint
@@ -33,6 +37,7 @@ OFFICERS = [
     ("110012", "孙丽"),
 ]
 UNIT = ("330100000001", "综合行政执法大队")
+EQUIPMENT_OFFICER = "110012"  # the demo's equipment staff member
 # (serial, filesystem, clips, bay or None, battery %)
 CAMERAS = [
     ("ZFY0001", "exfat", 4, 1, 35),
@@ -43,6 +48,34 @@ CAMERAS = [
     ("ZFY0006", "vfat", 0, None, 100),
 ]
 UNREGISTERED = ("ZFYX999", "vfat", 1, 8, 50)
+
+
+def demo_card(police_no: str) -> str:
+    """The demo's badge card ids (README lists them): CARD plus the police number."""
+    return f"CARD{police_no}"
+
+
+def demo_pin(police_no: str) -> str:
+    """The demo's PINs (README lists them): the last four digits of the police number."""
+    return police_no[-4:]
+
+
+DEMO_PROFILE = "demo-policy.toml"
+# The simulated cameras hold 128 MiB, not the tens of GiB of real ones: profile 003 with storage minimums
+# a demo camera can meet, so check-out can be tried. Everything else is 003 as shipped.
+DEMO_STORAGE = {"min_free_gib": 0.05, "min_free_hours": 0.02}
+
+
+def write_demo_profile(path: Path) -> None:
+    text = (resources.files("appliance") / "policies" / "003.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    data["id"] = "003-demo"
+    for key, value in DEMO_STORAGE.items():
+        data["checkout"][key]["value"] = value
+        data["checkout"][key]["note"] = "Demo only: sized for the simulator's 128 MiB cameras. " + data["checkout"][
+            key
+        ].get("note", "")
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
 
 
 def port_for(bay: int) -> str:
@@ -73,8 +106,9 @@ def provision_demo(root: Path, web_port: int = 8080) -> Path:
         ],
         "offload": {"parallel": 4, "reserve_gib": 0.5},
         "central": {"kind": "archive", "archive_dir": "central-archive"},
-        "policy": {"profile": "003"},
+        "policy": {"profile": "003", "profile_file": DEMO_PROFILE},
     }
+    write_demo_profile(root / DEMO_PROFILE)
     staging = root / "station.toml.new"
     staging.write_text(tomli_w.dumps(config), encoding="utf-8")
     loaded = load_config(staging)
@@ -94,18 +128,19 @@ def provision_demo(root: Path, web_port: int = 8080) -> Path:
     db = StateDB(loaded.state_dir / "state.json")
     try:
 
-        def seed(tdb: object) -> None:
+        def seed(tdb: TinyDB) -> None:
             for serial, *_ in CAMERAS:
-                inventory.upsert_camera(tdb, serial, model="DSJ-S1", vendor="SIMCAM", driver="serial")  # type: ignore[arg-type]
+                inventory.upsert_camera(tdb, serial, model="DSJ-S1", vendor="SIMCAM", driver="serial")
             for police_no, name in OFFICERS:
                 inventory.upsert_officer(
                     tdb,
                     police_no,
                     name=name,
                     unit_code=UNIT[0],
-                    unit_name=UNIT[1],  # type: ignore[arg-type]
-                    badge=f"CARD{police_no}",
-                    role="officer",
+                    unit_name=UNIT[1],
+                    card=demo_card(police_no),
+                    role="equipment" if police_no == EQUIPMENT_OFFICER else "officer",
+                    pin_hash=hash_pin(demo_pin(police_no)),
                 )
 
         db.call(seed)

@@ -9,6 +9,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomli_w
@@ -90,10 +91,59 @@ def config(tmp_path: Path, world: SimWorld) -> StationConfig:
     return load_config(write_config(tmp_path, world))
 
 
-def register_cameras(config: StationConfig, *serials: str, password: str = "000000") -> None:
+def register_cameras(config: StationConfig, *serials: str, password: str = "000000", **fields: object) -> None:
     db = StateDB(config.state_dir / "state.json")
     try:
-        db.call(lambda tdb: [inventory.upsert_camera(tdb, s, password=password) for s in serials])
+        db.call(lambda tdb: [inventory.upsert_camera(tdb, s, password=password, **fields) for s in serials])
+    finally:
+        db.close()
+
+
+# Check-out thresholds sized for the simulator's small camera images (tens of MiB, not tens of GiB).
+TEST_CHECKOUT = {
+    "min_battery_pct": 50,
+    "min_free_gib": 0.01,
+    "min_free_hours": 0.005,
+    "max_clock_drift_s": 5,
+    "return_within_hours": 12,
+}
+
+
+def write_test_profile(tmp_path: Path, name: str = "test-profile", **checkout: float) -> Path:
+    """Profile 003 with the check-out thresholds of TEST_CHECKOUT (and ``checkout`` overrides)."""
+    import tomllib
+    from importlib import resources
+
+    data = tomllib.loads((resources.files("appliance") / "policies" / "003.toml").read_text(encoding="utf-8"))
+    for key, value in {**TEST_CHECKOUT, **checkout}.items():
+        data["checkout"][key]["value"] = value
+    path = tmp_path / f"{name}.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def checkout_config(tmp_path: Path, world: SimWorld, **overrides: object) -> StationConfig:
+    """A station config using the test profile; ``profile`` overrides thresholds, the rest the config."""
+    profile = write_test_profile(tmp_path, **overrides.pop("profile", {}))  # type: ignore[arg-type]
+    return load_config(write_config(tmp_path, world, policy={"profile_file": str(profile)}, **overrides))
+
+
+def register_officers(config: StationConfig, *rows: dict[str, object]) -> None:
+    """Officers with card ``CARD<police_no>`` and PIN = last four digits, unless a row says otherwise."""
+    from appliance.pins import hash_pin
+
+    db = StateDB(config.state_dir / "state.json")
+    try:
+        for row in rows:
+            fields = {
+                "name": f"警员{row['police_no']}",
+                "unit_code": "330100000001",
+                "unit_name": "执法大队",
+                "card": f"CARD{row['police_no']}",
+                "pin_hash": hash_pin(str(row["police_no"])[-4:]),
+                **{k: v for k, v in row.items() if k != "police_no"},
+            }
+            db.call(lambda tdb, r=row, f=fields: inventory.upsert_officer(tdb, str(r["police_no"]), **f))
     finally:
         db.close()
 
@@ -129,6 +179,10 @@ class RunningStation:
     def wait_bay(self, number: int, state: str, timeout: float = 60) -> dict[str, object]:
         wait_until(lambda: self.bay(number)["state"] == state, timeout, f"bay {number} to be {state}")
         return self.bay(number)
+
+    def call(self, coro: Any, timeout: float = 60) -> Any:
+        """Run a coroutine on the station's loop (where its services live) and wait for the result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
         if self.station.state is Lifecycle.RUNNING:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from provisioning.demo import demo_card, demo_pin
 from tests.conftest import free_port, wait_until
 
 
@@ -54,6 +55,14 @@ def test_demo_serves_a_simulated_station_and_stops_cleanly(tmp_path: Path) -> No
         assert board[4]["state"] == "empty"
         assert sum(b["progress"]["files_total"] for b in board.values() if b["progress"]) == 4 + 3 + 5 + 2
         assert "执法记录仪采集站" in httpx.get(f"http://127.0.0.1:{port}/").text
+        # The README's demo cards and PINs check a camera out (the demo profile fits 128 MiB cameras).
+        api = f"http://127.0.0.1:{port}/api"
+        wait_until(lambda: httpx.get(f"{api}/checkout/proposal").json()["candidates"], 120, "a ready camera")
+        first = httpx.post(f"{api}/checkout/identify", json={"card": demo_card("110001")}).json()["ticket"]
+        second = httpx.post(f"{api}/checkout/identify", json={"police_no": "110002", "pin": demo_pin("110002")})
+        taken = httpx.post(f"{api}/checkout", json={"tickets": [first, second.json()["ticket"]]}, timeout=30)
+        assert taken.status_code == 200, taken.text
+        assert taken.json()["camera"] == "ZFY0004"  # bay 5, the best charged (95 %, the gate asks 80 %)
     finally:
         out = stop(proc)
     assert proc.returncode == 0, out

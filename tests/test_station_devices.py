@@ -45,7 +45,7 @@ def test_board_charge_state_leds_and_badges_reach_the_station(
     world: SimWorld, sim_server: SimServer, tmp_path: Path, start_station
 ) -> None:
     config = device_config(tmp_path, world)
-    world.create_camera("CAMDEV1", fs_type="vfat", size_mib=40, clips=1, battery_pct=97)
+    world.create_camera("CAMDEV1", fs_type="vfat", size_mib=40, clips=1, battery_pct=90)  # ~5 s charging
     register_cameras(config, "CAMDEV1")
     station = start_station(cfg=config)
     try:

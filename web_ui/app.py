@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from appliance import __version__
+from web_ui.checkout_routes import build_routers
 from web_ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue
 
 if TYPE_CHECKING:
@@ -31,15 +32,36 @@ def create_app(station: Station) -> FastAPI:
             raise HTTPException(503, "station is starting")
         return station.bays
 
-    @app.get("/", response_class=HTMLResponse)
-    async def dashboard(request: Request, lang: str = DEFAULT_LANGUAGE) -> HTMLResponse:
+    def page(request: Request, template: str, lang: str) -> HTMLResponse:
         if lang not in LANGUAGES:
             lang = DEFAULT_LANGUAGE
         return templates.TemplateResponse(
             request,
-            "dashboard.html",
-            {"lang": lang, "t": catalogue(lang), "station": station.config.station, "version": __version__},
+            template,
+            {
+                "lang": lang,
+                "t": catalogue(lang),
+                "station": station.config.station,
+                "version": __version__,
+                "single_allowed": station.policy.allow_single_officer.value,
+            },
         )
+
+    @app.get("/", response_class=HTMLResponse)
+    async def dashboard(request: Request, lang: str = DEFAULT_LANGUAGE) -> HTMLResponse:
+        return page(request, "dashboard.html", lang)
+
+    @app.get("/kiosk", response_class=HTMLResponse)
+    async def kiosk_page(request: Request, lang: str = DEFAULT_LANGUAGE) -> HTMLResponse:
+        return page(request, "kiosk.html", lang)
+
+    @app.get("/admin", response_class=HTMLResponse)
+    async def admin_page(request: Request, lang: str = DEFAULT_LANGUAGE) -> HTMLResponse:
+        return page(request, "admin.html", lang)
+
+    kiosk, equipment = build_routers(station)
+    app.include_router(kiosk)
+    app.include_router(equipment)
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:

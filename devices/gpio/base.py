@@ -6,6 +6,7 @@ LED colour table (the same on every back end, so officers learn one meaning per 
 state           LED                   meaning
 ==============  ====================  =====================================================
 ``ready``       green, steady         camera charged and offloaded: take it
+``take``        green, blinking 2 Hz  checked out at the kiosk: take the camera from THIS bay
 ``charging``    amber, steady         camera docked, charging (offload finished or pending)
 ``offloading``  blue, blinking 1 Hz   recordings being copied: do not take the camera
 ``fault``       red, blinking 2 Hz    something needs staff: see the dashboard
@@ -52,6 +53,7 @@ class LatchBusy(GpioError):
 
 class LedState(StrEnum):
     READY = "ready"
+    TAKE = "take"
     CHARGING = "charging"
     OFFLOADING = "offloading"
     FAULT = "fault"
@@ -70,6 +72,7 @@ class LedLook:
 LED_TABLE: Mapping[LedState, LedLook] = MappingProxyType(
     {
         LedState.READY: LedLook((0.0, 1.0, 0.0)),
+        LedState.TAKE: LedLook((0.0, 1.0, 0.0), blink=(0.25, 0.25)),
         LedState.CHARGING: LedLook((1.0, 0.5, 0.0)),
         LedState.OFFLOADING: LedLook((0.0, 0.0, 1.0), blink=(0.5, 0.5)),
         LedState.FAULT: LedLook((1.0, 0.0, 0.0), blink=(0.25, 0.25)),

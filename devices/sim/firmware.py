@@ -80,6 +80,8 @@ class CameraFirmware:
 
     def _cmd_clock_set(self, camera: SimCamera, arg: object) -> None:
         wanted = datetime.strptime(str(arg), CLOCK_FORMAT)
+        if camera.clock_stuck:
+            return None
         camera.clock_offset_s = (wanted - datetime.now().replace(microsecond=0)).total_seconds()
         self.world.save(camera)
 

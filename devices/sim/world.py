@@ -46,6 +46,7 @@ class SimCamera:
     officer: dict[str, str] | None = None
     next_index: int = 1
     fault: str | None = None  # None, "mute" (stops answering) or "garbage" (answers nonsense)
+    clock_stuck: bool = False  # a dead RTC: CLOCK_SET is acknowledged but the clock keeps its drift
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
