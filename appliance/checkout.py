@@ -27,6 +27,7 @@ from tinydb import Query, TinyDB
 
 from appliance import inventory
 from appliance.alarms import AlarmBoard
+from appliance.assignments import ASSIGNMENTS, OPEN
 from appliance.bays import BayService
 from appliance.config import StationConfig
 from appliance.deadlines import WorkCalendar
@@ -40,8 +41,6 @@ from devices.gpio.base import BayIndicators, GpioError
 
 log = logging.getLogger(__name__)
 
-ASSIGNMENTS = "assignments"
-OPEN = ("issued", "out")  # issued: latch opened, camera still in the bay; out: taken on duty
 TAKE_WITHIN_S = 300  # an issued camera left in its bay this long is taken back (assignment cancelled)
 
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from tinydb import TinyDB
 
 from appliance import inventory
-from appliance.checkout import ASSIGNMENTS
+from appliance.assignments import ASSIGNMENTS
 from appliance.policy import PolicyProfile
 
 LEDGER_COLUMNS = (

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tinydb import Query, TinyDB
 
+from appliance import assignments
 from appliance.bus_scheduler import BusScheduler
 from appliance.clock import clock_synced
 from appliance.eventlog import Entry, EventLog
@@ -80,6 +82,7 @@ class Offloader:
     station_id: str
     signing_key: Ed25519PrivateKey
     scheduler: BusScheduler | None = None  # shares each USB bus between the bays (None: every bay unpaced)
+    timezone: str = "UTC"  # the station's: camera clocks are local wall time
 
     def run(
         self,
@@ -193,7 +196,9 @@ class Offloader:
                     "camera_mtime": entry.modified.isoformat() if entry.modified else None,
                 },
             )
-            manifest_path = self._write_manifest(camera, entry, stored, ingest)
+            assignment = self._assignment_for(serial, entry)
+            officers = assignment["officers"] if assignment else []  # [{police_no, name}], the pair on duty
+            manifest_path = self._write_manifest(camera, entry, stored, ingest, officers)
             row = {
                 "key": key,
                 "camera_serial": serial,
@@ -206,6 +211,9 @@ class Offloader:
                 "ingest_seq": ingest.seq,
                 "manifest": str(manifest_path.relative_to(self.store.root)),
                 "retention_class": "unclassified",
+                "assignment": assignment["id"] if assignment else None,
+                "officers": [o["police_no"] for o in officers],
+                "officer": "+".join(o["police_no"] for o in officers) or None,  # object key part (004 Art. 16)
                 "status": "verified",
             }
             self.db.call(lambda db, row=row: db.table(RECORDINGS).upsert(row, Query().key == row["key"]))
@@ -213,7 +221,21 @@ class Offloader:
             result.copied.append(entry.path)
             on_progress(progress)
 
-    def _write_manifest(self, camera: dict[str, Any], entry: FileEntry, stored: StoredObject, ingest: Entry) -> Path:
+    def _assignment_for(self, serial: str, entry: FileEntry) -> dict[str, Any] | None:
+        """The check-out during which the camera recorded ``entry`` (by the camera's clock), if any."""
+        if entry.modified is None:
+            return None
+        when = assignments.utc(entry.modified, ZoneInfo(self.timezone))
+        return self.db.call(lambda db: assignments.covering(db, serial, when))
+
+    def _write_manifest(
+        self,
+        camera: dict[str, Any],
+        entry: FileEntry,
+        stored: StoredObject,
+        ingest: Entry,
+        officers: list[dict[str, Any]],
+    ) -> Path:
         sequence = self.db.call(_next_ingest_sequence)
         body: dict[str, Any] = {
             "v": manifest.VERSION,
@@ -224,7 +246,7 @@ class Offloader:
                 "log_origin": self.events.origin,
             },
             "camera": {k: camera.get(k) for k in ("serial", "vendor", "model", "firmware")},
-            "officers": camera.get("officers", []),
+            "officers": officers,
             "file": {
                 "camera_path": entry.path,
                 "name": PurePosixPath(entry.path).name,

@@ -95,6 +95,7 @@ class Station:
             config.station.id,
             self.signing_key,
             make_bus_scheduler(config),
+            config.station.timezone,
         )
         self._stop = asyncio.Event()
         self._failure: BaseException | None = None

@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tinydb import Query
 
 from appliance import inventory
 from appliance.checkout import CheckoutRefused
 from appliance.ledger import fleet_ratio, ledger, ledger_csv
+from appliance.offload import RECORDINGS
 from devices.sim.server import SimServer
 from devices.sim.world import SimWorld
 from tests.conftest import checkout_config, register_cameras, register_officers, wait_until
@@ -83,8 +85,16 @@ def test_full_checkout_then_checkin_by_docking(tmp_path, world, sim_server, star
     wait_until(lambda: (station.bay(2)["checkout"] or {}).get("phase") == "out", 10, "taken")
     assert station.bay(2)["led"] == "checked_out"
 
+    made = {r.camera_path for r in world.record("CAMOK01", 2)}  # on duty
     sim_server.dock("CAMOK01", 4)  # returned into another bay: check-in, never refused
     wait_until(lambda: station.bay(2)["checkout"] is None, 20, "check-in")
+    # The recordings made on duty carry the pair: in the state, the object key part and the signed manifest.
+    wait_until(lambda: station.station.bays.offload_done(4), 60, "the returned camera offloaded")
+    rows = station.station.db.call(lambda db: db.table(RECORDINGS).search(Query().camera_path.one_of(list(made))))
+    assert len(rows) == 2 and {r["assignment"] for r in rows} == {assignment["id"]}
+    assert all(r["officers"] == [A, B] and r["officer"] == f"{A}+{B}" for r in rows)
+    body = json.loads((station.config.store_dir / rows[0]["manifest"]).read_bytes())
+    assert [o["police_no"] for o in body["officers"]] == [A, B]
     rows = station.station.db.call(lambda db: ledger(db, station.station.checkout.calendar.tz))
     assert rows[-1]["status"] == "returned" and rows[-1]["return_bay"] == 4 and rows[-1]["taken_at"]
     assert events(station, "checkin")[-1]["issued_bay"] == 2
