@@ -137,6 +137,14 @@ class CheckoutService:
             "holding": holding["camera"] if holding else None,
         }
 
+    def officer_of(self, ticket: str) -> str:
+        """The police number a live identification ticket stands for (the kiosk's own-recordings page)."""
+        self._expire_tickets()
+        held = self._tickets.get(ticket)
+        if held is None:
+            raise CheckoutRefused("checkout.error.ticket", 400)
+        return held.police_no
+
     def _expire_tickets(self) -> None:
         now = time.monotonic()
         for key in [k for k, t in self._tickets.items() if t.expires < now]:

@@ -32,6 +32,7 @@ from appliance.hardware import make_badge_reader, make_dock_board, make_indicato
 from appliance.health.monitor import HealthMonitor, make_health_monitor
 from appliance.offload import Offloader
 from appliance.policy import PolicyProfile, load_profile
+from appliance.records import RecordsService
 from appliance.state.db import StateDB
 from appliance.store import LocalStore
 from devices.badge.base import BadgeReader
@@ -106,6 +107,7 @@ class Station:
         self.badge: BadgeReader | None = None
         self.health: HealthMonitor | None = None
         self.checkout: CheckoutService | None = None
+        self.records: RecordsService | None = None
 
     # -- supervision
     def _supervise(self, name: str, coro: Awaitable[None]) -> None:
@@ -197,6 +199,7 @@ class Station:
         self.checkout = CheckoutService(
             self.config, self.policy, self.db, self.events, self.bays, self.alarms, self.indicators
         )
+        self.records = RecordsService(self.db, self.events, self.store, self.policy, self.config.station.timezone)
         self.badge = make_badge_reader(self.config.devices, self._on_card)
         scanner = make_scanner(self.config.devices.backend.value, self.config.devices.sim_world)
         self.events.append(

@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from appliance import __version__
 from web_ui.checkout_routes import build_routers
 from web_ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue
+from web_ui.records_routes import build_router as build_records_router
 
 if TYPE_CHECKING:
     from appliance.station import Station
@@ -59,9 +60,14 @@ def create_app(station: Station) -> FastAPI:
     async def admin_page(request: Request, lang: str = DEFAULT_LANGUAGE) -> HTMLResponse:
         return page(request, "admin.html", lang)
 
+    @app.get("/kiosk/records", response_class=HTMLResponse)
+    async def records_page(request: Request, lang: str = DEFAULT_LANGUAGE) -> HTMLResponse:
+        return page(request, "records.html", lang)
+
     kiosk, equipment = build_routers(station)
     app.include_router(kiosk)
     app.include_router(equipment)
+    app.include_router(build_records_router(station))
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:

@@ -1,0 +1,134 @@
+"""An officer's own recordings after a shift: tags set the retention class and are logged, a tag may not
+shorten retention, gaps between recordings of one assignment are found from the MP4s and explained."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import tomli_w
+
+from appliance.config import load_config
+from tests.conftest import register_cameras, register_officers, wait_until, write_config, write_test_profile
+from tests.test_kiosk import ARTIFACTS, browser, card_ticket, client  # noqa: F401  (browser is a fixture)
+from tests.test_web import base_url
+
+A, B, C = "110001", "110002", "110003"
+SERIAL = "CAMREC1"
+GAP_S = 30  # the test profile's gap threshold: the simulator's clips are close together
+
+
+def events(station, type_: str) -> list[dict]:
+    lines = (station.config.log_dir / "entries.jsonl").read_text().splitlines()
+    return [e["body"] for e in map(json.loads, lines) if e["type"] == type_]
+
+
+def shift_with_a_gap(tmp_path: Path, world, sim_server, start_station):
+    """A and B take the camera, record one clip, pause about 100 s (by the camera's clock), record another,
+    and dock it again."""
+    profile = write_test_profile(tmp_path)
+    data = tomllib.loads(profile.read_text())
+    data["gap_threshold_s"]["value"] = GAP_S
+    profile.write_text(tomli_w.dumps(data))
+    config = load_config(write_config(tmp_path, world, policy={"profile_file": str(profile)}))
+    world.create_camera(SERIAL, fs_type="vfat", size_mib=40, battery_pct=90)
+    register_cameras(config, SERIAL)
+    register_officers(config, {"police_no": A}, {"police_no": B}, {"police_no": C})
+    station = start_station(cfg=config, serve_web=True)
+    sim_server.dock(SERIAL, 1)
+    wait_until(lambda: station.station.bays.offload_done(1), 60, "camera ready")
+    service = station.station.checkout
+    tickets = [station.call(service.identify(card=f"CARD{p}"))["ticket"] for p in (A, B)]
+    station.call(service.checkout(tickets))
+    sim_server.undock(1)
+    camera = world.load(SERIAL)
+    camera.clock_offset_s -= 100  # the first clip, then a pause on duty
+    world.save(camera)
+    world.record(SERIAL, 1)
+    camera = world.load(SERIAL)
+    camera.clock_offset_s += 100
+    world.save(camera)
+    world.record(SERIAL, 1)
+    sim_server.dock(SERIAL, 2)
+    wait_until(lambda: station.station.bays.offload_done(2), 60, "returned camera offloaded")
+    return station
+
+
+def test_officers_tag_their_own_recordings_and_explain_the_gap(tmp_path, world, sim_server, start_station) -> None:
+    station = shift_with_a_gap(tmp_path, world, sim_server, start_station)
+    with client(station) as http:
+        a = card_ticket(http, A)
+        mine = http.post("/api/records/mine", json={"ticket": a}).json()
+        assert len(mine["recordings"]) == 2 and all(r["classification"] is None for r in mine["recordings"])
+        assert all(r["retention_class"] == "unclassified" for r in mine["recordings"])
+        [gap] = mine["gaps"]
+        assert gap["seconds"] > GAP_S and gap["explanation"] is None
+
+        other = card_ticket(http, C)  # not on this shift: sees nothing, may tag nothing
+        assert http.post("/api/records/mine", json={"ticket": other}).json()["recordings"] == []
+        sha = mine["recordings"][0]["sha256"]
+        tag = {"category": "coercive_measure", "place": "人民路 12 号", "description": "带离现场"}
+        refused = http.post(f"/api/records/{sha}/tag", json={"ticket": other, **tag})
+        assert refused.status_code == 403 and refused.json()["error"] == "records.error.not_yours"
+
+        missing = http.post(f"/api/records/{sha}/tag", json={"ticket": a, **tag, "place": " "})
+        assert missing.status_code == 400 and missing.json() == {
+            "error": "records.error.field",
+            "args": {"field": "place"},
+        }
+        tagged = http.post(f"/api/records/{sha}/tag", json={"ticket": a, **tag})
+        assert tagged.status_code == 200, tagged.text
+        assert tagged.json()["retention_class"] == "long_term"
+        shorter = http.post(f"/api/records/{sha}/tag", json={"ticket": a, **tag, "category": "routine_patrol"})
+        assert shorter.status_code == 409 and shorter.json()["error"] == "records.error.shorter"
+        [logged] = events(station, "classification")
+        assert logged["sha256"] == sha and logged["by"] == A and logged["retention_class"] == "long_term"
+        assert logged["previous_class"] == "unclassified" and logged["tag"]["category"] == "coercive_measure"
+
+        b = card_ticket(http, B)  # the other officer of the pair explains the gap
+        body = {"ticket": b, "assignment": gap["assignment"], "start": gap["start"], "text": "协助群众，未开机"}
+        assert http.post("/api/records/gaps/explain", json=body).status_code == 200
+        [note] = events(station, "gap_explanation")
+        assert note["by"] == B and note["text"] == "协助群众，未开机" and note["seconds"] == gap["seconds"]
+        again = http.post("/api/records/mine", json={"ticket": a}).json()
+        assert again["gaps"][0]["explanation"] == "协助群众，未开机"
+
+        wrong = http.post("/api/records/gaps/explain", json={**body, "start": "2000-01-01T00:00:00"})
+        assert wrong.status_code == 404 and wrong.json()["error"] == "records.error.no_gap"
+        stale = http.post("/api/records/mine", json={"ticket": "not-a-ticket"})
+        assert stale.status_code == 400 and stale.json()["error"] == "checkout.error.ticket"
+        assert http.post("/api/records/xyz/tag", json={"ticket": a, **tag}).status_code == 422
+
+
+def test_records_page_in_chromium(tmp_path, world, sim_server, start_station, browser) -> None:  # noqa: F811
+    station = shift_with_a_gap(tmp_path, world, sim_server, start_station)
+    client(station).close()  # the web server answers
+    ARTIFACTS.mkdir(exist_ok=True)
+    for lang in ("zh", "en"):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{base_url(station)}/kiosk/records?lang={lang}")
+        page.fill("#police-no", A)
+        page.fill("#pin", A[-4:])
+        page.click("#pin-form button[type=submit]")
+        page.wait_for_selector("#recordings tr")
+        rows = page.locator("#recordings tr")
+        assert rows.count() == 2
+        if lang == "zh":
+            form = rows.nth(0).locator("form")
+            form.locator("select[name=category]").select_option("dispute_complaint")
+            form.locator("input[name=place]").fill("信访接待室")
+            form.locator("input[name=description]").fill("当事人投诉")
+            form.locator("button[type=submit]").click()
+            page.wait_for_selector("#recordings tr[data-retention=long_term]")
+            gap = page.locator("#gaps li").first
+            gap.locator("input[name=text]").fill("设备交接")
+            gap.locator("button[type=submit]").click()
+            page.wait_for_selector("#gaps li p.ok")
+            assert "设备交接" in page.locator("#gaps li p.ok").inner_text()
+        else:
+            assert page.locator("#recordings tr[data-retention=long_term]").count() == 1  # saved in zh
+        page.screenshot(path=str(ARTIFACTS / f"records-{lang}.png"), full_page=True)
+        page.click("#done")
+        page.wait_for_selector("#identify:not([hidden])")
+        page.close()
