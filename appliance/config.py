@@ -139,9 +139,27 @@ class OffloadSection(_Section):
         return tuple(e.lower() for e in value)
 
 
+class S3Section(_Section):
+    """The central S3 store with Object Lock (docs/s3-layout.md). Secrets live in ``credentials_file``."""
+
+    endpoint: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/.*)?$")]
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    region: str = "default"
+    credentials_file: Path  # TOML: access_key, secret_key; mode 0600
+    part_size_mib: Annotated[int, Field(ge=5, le=512)] = 16  # also the single-PUT limit
+    concurrency: Annotated[int, Field(ge=1, le=16)] = 4
+
+
 class CentralSection(_Section):
-    kind: Literal["archive", "disabled"] = "archive"
+    kind: Literal["archive", "s3", "disabled"] = "archive"
     archive_dir: Path | None = None
+    s3: S3Section | None = None
+
+    @model_validator(mode="after")
+    def _s3_configured(self) -> CentralSection:
+        if self.kind == "s3" and self.s3 is None:
+            raise ValueError('central.kind = "s3" needs a [central.s3] section (endpoint, bucket, credentials_file)')
+        return self
 
 
 class PolicySection(_Section):
@@ -307,7 +325,16 @@ def _anchor_paths(config: StationConfig, base: Path) -> StationConfig:
         update={
             "station": config.station.model_copy(update=anchored(config.station, "data_dir")),
             "devices": config.devices.model_copy(update=anchored(config.devices, "sim_world")),
-            "central": config.central.model_copy(update=anchored(config.central, "archive_dir")),
+            "central": config.central.model_copy(
+                update={
+                    **anchored(config.central, "archive_dir"),
+                    **(
+                        {"s3": config.central.s3.model_copy(update=anchored(config.central.s3, "credentials_file"))}
+                        if config.central.s3 is not None
+                        else {}
+                    ),
+                }
+            ),
             "policy": config.policy.model_copy(update=anchored(config.policy, "profile_file")),
         }
     )
