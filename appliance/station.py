@@ -22,6 +22,8 @@ from appliance.alarms import AlarmBoard
 from appliance.bays import BayService
 from appliance.bus import Broadcaster
 from appliance.central.archive import ArchiveStore
+from appliance.central.base import CentralStore
+from appliance.central.s3 import S3Store, S3StoreError
 from appliance.central.uploader import Uploader
 from appliance.config import StationConfig
 from appliance.deadlines import calendar_coverage
@@ -155,6 +157,25 @@ class Station:
         if board is not None:
             board.close()
 
+    def _central_store(self) -> CentralStore:
+        if self.config.central.kind == "s3":
+            assert self.config.central.s3 is not None  # the config validator demands it
+            try:
+                return S3Store(self.config.central.s3, self.db)
+            except S3StoreError as exc:
+                raise StationError(str(exc)) from None
+        return ArchiveStore(self.config.archive_dir)
+
+    def _upload_alert(self, at_risk: list[dict[str, object]]) -> None:
+        """Kiosk and admin alarm while any recording is within the margin of its upload deadline."""
+        if at_risk:
+            overdue = sum(1 for r in at_risk if r["overdue"])
+            first = at_risk[0]
+            detail = f"{len(at_risk)} near deadline, {overdue} overdue; first: {first['name']} due {first['deadline']}"
+            self.alarms.raise_("upload_deadline", "alarm.upload_deadline", detail)
+        else:
+            self.alarms.clear("upload_deadline")
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -194,11 +215,12 @@ class Station:
         self._supervise("calendar", self._watch_calendar())
         if self.config.devices.dock_board.backend.value != "disabled":
             self._supervise("dock-board", self._poll_board())
-        if self.config.central.kind == "archive":
+        if self.config.central.kind != "disabled":
             self.uploader = Uploader(
-                self.config.station.id, self.store, ArchiveStore(self.config.archive_dir), self.db, self.events
+                self.config.station.id, self.store, self._central_store(), self.db, self.events, self.policy
             )
             self.uploader.after_pass = self.bays.try_free_waiting
+            self.uploader.on_alert = self._upload_alert
             self._supervise("upload", self.uploader.run(interval_s=2.0))
         if serve_web:
             from web_ui.app import create_app
