@@ -11,6 +11,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -154,6 +155,19 @@ class CentralSection(_Section):
     kind: Literal["archive", "s3", "disabled"] = "archive"
     archive_dir: Path | None = None
     s3: S3Section | None = None
+    day_cap_mib_s: Annotated[float, Field(ge=0)] = 0  # daytime upload bandwidth cap; 0: none
+    night_window: Annotated[str, Field(pattern=r"^\d\d:\d\d-\d\d:\d\d$")] = "01:00-05:00"  # local time, no cap
+    alert_margin_h: Annotated[float, Field(ge=0)] = 4  # alarm when a recording is this close to its deadline
+
+    @field_validator("night_window")
+    @classmethod
+    def _valid_times(cls, value: str) -> str:
+        for part in value.split("-"):
+            try:
+                time.fromisoformat(part)
+            except ValueError:
+                raise ValueError(f"{part!r} is not a time of day (HH:MM)") from None
+        return value
 
     @model_validator(mode="after")
     def _s3_configured(self) -> CentralSection:

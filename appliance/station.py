@@ -12,8 +12,9 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 import uvicorn
 
@@ -23,7 +24,9 @@ from appliance.bays import BayService
 from appliance.bus import Broadcaster
 from appliance.central.archive import ArchiveStore
 from appliance.central.base import CentralStore
+from appliance.central.local_keep import LocalKeeper
 from appliance.central.s3 import S3Store, S3StoreError
+from appliance.central.throttle import Throttle, parse_window
 from appliance.central.uploader import Uploader
 from appliance.config import StationConfig
 from appliance.deadlines import calendar_coverage
@@ -158,12 +161,18 @@ class Station:
             board.close()
 
     def _central_store(self) -> CentralStore:
-        if self.config.central.kind == "s3":
-            assert self.config.central.s3 is not None  # the config validator demands it
+        central = self.config.central
+        if central.kind == "s3":
+            assert central.s3 is not None  # the config validator demands it
             try:
-                return S3Store(self.config.central.s3, self.db)
+                s3 = S3Store(central.s3, self.db)
             except S3StoreError as exc:
                 raise StationError(str(exc)) from None
+            tz = ZoneInfo(self.config.station.timezone)
+            s3.throttle = Throttle(
+                central.day_cap_mib_s * 2**20, parse_window(central.night_window), lambda: datetime.now(tz)
+            ).consume
+            return s3
         return ArchiveStore(self.config.archive_dir)
 
     def _upload_alert(self, at_risk: list[dict[str, object]]) -> None:
@@ -216,11 +225,19 @@ class Station:
         if self.config.devices.dock_board.backend.value != "disabled":
             self._supervise("dock-board", self._poll_board())
         if self.config.central.kind != "disabled":
+            central = self._central_store()
             self.uploader = Uploader(
-                self.config.station.id, self.store, self._central_store(), self.db, self.events, self.policy
+                self.config.station.id,
+                self.store,
+                central,
+                self.db,
+                self.events,
+                self.policy,
+                alert_margin=timedelta(hours=self.config.central.alert_margin_h),
             )
             self.uploader.after_pass = self.bays.try_free_waiting
             self.uploader.on_alert = self._upload_alert
+            self.uploader.keeper = LocalKeeper(self.store, central, self.db, self.events, self.policy).run_once
             self._supervise("upload", self.uploader.run(interval_s=2.0))
         if serve_web:
             from web_ui.app import create_app

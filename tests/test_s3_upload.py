@@ -14,8 +14,9 @@ from tests.conftest import register_cameras, wait_until, write_config
 from tests.rgw import Rgw
 
 
-def s3_config(tmp_path: Path, world, rgw: Rgw, bucket: str):
+def s3_config(tmp_path: Path, world, rgw: Rgw, bucket: str, **extra: object):
     central = {
+        **extra,
         "kind": "s3",
         "s3": {
             "endpoint": rgw.endpoint,
@@ -95,3 +96,26 @@ def test_store_down_for_a_while_loses_nothing_and_everything_arrives(
         assert hashlib.sha256(body).hexdigest() == row["sha256"]
         assert station.station.store.object_path(row["sha256"]).is_file()
     assert uploader.breaker.failures == 0
+
+
+def test_recordings_near_their_deadline_raise_the_alarm_until_they_arrive(
+    rgw: Rgw, tmp_path: Path, world, sim_server, start_station
+) -> None:
+    # Margin larger than 003's 24 hours: every pending recording is "near"; a missing bucket keeps them pending.
+    config = s3_config(tmp_path, world, rgw, "no-such-bucket-here", alert_margin_h=48)
+    world.create_camera("CAMS3C1", fs_type="exfat", size_mib=40, clips=1)
+    register_cameras(config, "CAMS3C1")
+    station = start_station(cfg=config)
+    sim_server.dock("CAMS3C1", 1)
+    wait_until(lambda: len(rows(station, "verified")) == 1, 60, "local offload")
+
+    def alarm_keys() -> list[str]:
+        return [a["key"] for a in station.station.alarms.active()]
+
+    wait_until(lambda: "upload_deadline" in alarm_keys(), 30, "the upload deadline alarm")
+    alarm = next(a for a in station.station.alarms.active() if a["key"] == "upload_deadline")
+    assert alarm["message"] == "alarm.upload_deadline" and "1 near deadline, 0 overdue" in alarm["detail"]
+    assert station.station.uploader is not None and station.station.uploader.overdue() == []
+    rgw.client().create_bucket(Bucket="no-such-bucket-here", ObjectLockEnabledForBucket=True)
+    wait_until(lambda: len(rows(station, "uploaded")) == 1, 60, "the upload once the bucket exists")
+    wait_until(lambda: "upload_deadline" not in alarm_keys(), 30, "the alarm to clear")

@@ -108,6 +108,7 @@ class S3Store:
         self.db = db
         self.s3 = client or make_client(settings)
         self.on_part: Callable[[int], None] | None = None  # tests/bench: called after each part is persisted
+        self.throttle: Callable[[int], None] | None = None  # daytime bandwidth cap (throttle.py)
 
     # -- public interface (CentralStore)
     def put(self, key: str, source: Path, sha256: str, lock: Lock | None = None) -> Receipt:
@@ -158,6 +159,8 @@ class S3Store:
             if hashlib.sha256(data).hexdigest() != sha256:
                 raise S3StoreError(f"{key}: local copy no longer matches its hash; not uploaded")
             md5 = hashlib.md5(data).digest()
+            if self.throttle is not None:
+                self.throttle(len(data))
             self.s3.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5_b64(md5), **self._put_args(sha256, lock)
             )

@@ -80,6 +80,7 @@ class Uploader:
         self.wake = asyncio.Event()
         self.after_pass: Callable[[], None] | None = None  # e.g. free cameras whose uploads are now confirmed
         self.on_alert: Callable[[list[dict[str, Any]]], None] | None = None  # near/over deadline, for alarms
+        self.keeper: Callable[[], None] | None = None  # local copies: keep period, disk pressure (local_keep.py)
 
     # -- what is due
     def deadline_of(self, row: dict[str, Any]) -> datetime | None:
@@ -194,8 +195,13 @@ class Uploader:
                     log.error("upload of %s failed: %s", row["camera_path"], exc)
             if done or self.log_due:
                 self.log_due = True
-                self.upload_log()
-                self.log_due = False
+                try:
+                    self.upload_log()
+                    self.log_due = False
+                except StoreUnavailable:
+                    raise
+                except (CentralStoreError, OSError) as exc:
+                    log.error("upload of the event log failed: %s", exc)
         except StoreUnavailable as exc:
             delay = self.breaker.failure()
             log.warning("central store unavailable (%s); next attempt in %.0f s", exc, delay)
@@ -211,6 +217,8 @@ class Uploader:
                 self.on_alert(await loop.run_in_executor(None, self.at_risk))
             if self.after_pass is not None:
                 await loop.run_in_executor(None, self.after_pass)
+            if self.keeper is not None:
+                await loop.run_in_executor(None, self.keeper)
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=interval_s)
