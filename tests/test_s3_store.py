@@ -169,3 +169,14 @@ def test_upload_killed_mid_multipart_resumes_and_sends_only_parts_in_flight(rgw:
         db.close()
     got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(got).hexdigest() == sha and receipt.size == len(got)
+
+
+def test_every_part_passes_the_bandwidth_cap(rgw: Rgw, tmp_path: Path, db: StateDB) -> None:
+    store = S3Store(settings(rgw, tmp_path, rgw.new_bucket()), db)
+    asked: list[int] = []
+    store.throttle = asked.append
+    for size in (1000, 13 * MIB + 5):
+        src = tmp_path / f"r{size}"
+        store.put(f"k{size}", src, random_file(src, size), None)
+        assert sum(asked) == size
+        asked.clear()

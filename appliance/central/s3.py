@@ -1,7 +1,8 @@
 """The central store on S3 with Object Lock (Ceph RGW, MinIO, cloud stores): layout in docs/s3-layout.md.
 
-Every local byte is read once per upload attempt: the reader hashes each buffer (MD5 for Content-MD5,
-SHA-256 to prove the local copy still matches its manifest) and hands the same buffer to the request.
+Every local byte is read once per upload attempt: each part is read into one buffer, which feeds the
+file's SHA-256 (in part order: the local copy must still match its manifest), its MD5 (Content-MD5) and
+the request. Parts are read and hashed by the workers in parallel.
 botocore is told to add no checksums of its own (Ceph Pacific ignores x-amz-checksum-*) and not to hash
 payloads for SigV4 (UNSIGNED-PAYLOAD: Content-MD5 already protects every PUT and part).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import threading
 import tomllib
 from collections.abc import Callable
@@ -192,28 +194,28 @@ class S3Store:
             self.db.call(lambda db: db.table(UPLOADS).insert(dict(state)))
         else:
             log.info("%s: resuming upload with %d parts already stored", key, len(state["parts"]))
-        done: dict[str, str] = dict(state["parts"])  # part number (str: JSON keys) -> MD5 hex
+        done = {int(n): bytes.fromhex(m) for n, m in state["parts"].items()}  # part number -> MD5
         count = (size + self.part_size - 1) // self.part_size
-        digest = hashlib.sha256()
-        part_md5s: dict[int, bytes] = {int(n): bytes.fromhex(m) for n, m in done.items()}
-        lock_parts = threading.Lock()
+        pipeline = _PartPipeline(self, state, done)
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="s3-part") as pool:
             in_flight: set[Future[None]] = set()
-            with open(source, "rb") as fh:
+            fd = os.open(source, os.O_RDONLY)
+            try:
                 for number in range(1, count + 1):
-                    data = fh.read(self.part_size)
-                    digest.update(data)
-                    if str(number) in done:
-                        continue
-                    md5 = hashlib.md5(data).digest()
-                    part_md5s[number] = md5
-                    while len(in_flight) >= self.concurrency:  # bounded memory: concurrency parts + one
+                    while len(in_flight) >= self.concurrency:  # bounded memory: one part per worker
                         finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                         for f in finished:
                             f.result()
-                    in_flight.add(pool.submit(self._send_part, state, number, data, md5, lock_parts))
-            for f in wait(in_flight).done:
-                f.result()
+                    in_flight.add(pool.submit(pipeline.run, fd, number))
+                for f in wait(in_flight).done:
+                    f.result()
+            except BaseException:
+                pipeline.abort()
+                raise
+            finally:
+                wait(in_flight)
+                os.close(fd)
+        digest, part_md5s = pipeline.digest, pipeline.md5s
         if digest.hexdigest() != sha256:
             self._abort(state)
             raise S3StoreError(f"{key}: local copy no longer matches its hash; not uploaded")
@@ -229,23 +231,6 @@ class S3Store:
         receipt = self._confirm(key, size, sha256, multipart_etag([part_md5s[n] for n in range(1, count + 1)]), lock)
         self._drop_state(key)
         return receipt
-
-    def _send_part(self, state: dict[str, Any], number: int, data: bytes, md5: bytes, guard: threading.Lock) -> None:
-        answer = self.s3.upload_part(
-            Bucket=self.bucket,
-            Key=state["key"],
-            UploadId=state["upload_id"],
-            PartNumber=number,
-            Body=data,
-            ContentMD5=md5_b64(md5),
-        )
-        if answer["ETag"].strip('"') != md5.hex():
-            raise S3StoreError(f"{state['key']}: part {number} stored with ETag {answer['ETag']}, expected its MD5")
-        with guard:
-            key = state["key"]
-            self.db.call(lambda db: db.table(UPLOADS).update(_add_part(str(number), md5.hex()), Query().key == key))
-        if self.on_part is not None:
-            self.on_part(number)
 
     def _finish_existing(
         self, key: str, source: Path, size: int, sha256: str, lock: Lock | None, head: dict[str, Any]
@@ -348,6 +333,65 @@ class S3Store:
 
     def __repr__(self) -> str:
         return f"S3Store({self.settings.endpoint}/{self.bucket}, part {self.part_size >> 20} MiB)"
+
+
+class _PartPipeline:
+    """Each worker reads its part (pread, in parallel), feeds it to the file's SHA-256 in part order, then
+    computes its MD5 and sends it: every byte read once, hashing spread over the workers."""
+
+    def __init__(self, store: S3Store, state: dict[str, Any], done: dict[int, bytes]) -> None:
+        self.store = store
+        self.state = state
+        self.done = frozenset(done)
+        self.md5s = dict(done)
+        self.digest = hashlib.sha256()
+        self._next = 1  # the part the SHA-256 needs next
+        self._turn = threading.Condition()
+        self._aborted = False
+        self._persist = threading.Lock()
+
+    def abort(self) -> None:
+        with self._turn:
+            self._aborted = True
+            self._turn.notify_all()
+
+    def run(self, fd: int, number: int) -> None:
+        try:
+            data = os.pread(fd, self.store.part_size, (number - 1) * self.store.part_size)
+            with self._turn:
+                while self._next != number and not self._aborted:
+                    self._turn.wait()
+                if self._aborted:
+                    return
+                self.digest.update(data)
+                self._next += 1
+                self._turn.notify_all()
+            if number not in self.done:
+                self._send(number, data)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _send(self, number: int, data: bytes) -> None:
+        store, key = self.store, self.state["key"]
+        md5 = hashlib.md5(data).digest()
+        self.md5s[number] = md5
+        if store.throttle is not None:
+            store.throttle(len(data))
+        answer = store.s3.upload_part(
+            Bucket=store.bucket,
+            Key=key,
+            UploadId=self.state["upload_id"],
+            PartNumber=number,
+            Body=data,
+            ContentMD5=md5_b64(md5),
+        )
+        if answer["ETag"].strip('"') != md5.hex():
+            raise S3StoreError(f"{key}: part {number} stored with ETag {answer['ETag']}, expected its MD5")
+        with self._persist:
+            store.db.call(lambda db: db.table(UPLOADS).update(_add_part(str(number), md5.hex()), Query().key == key))
+        if store.on_part is not None:
+            store.on_part(number)
 
 
 def _add_part(number: str, md5_hex: str) -> Callable[[dict[str, Any]], None]:
