@@ -103,9 +103,10 @@ def main() -> None:
             store = S3Store(settings, db)
             lock = Lock(datetime.now(UTC).replace(microsecond=0) + timedelta(days=1), legal_hold=False)
             ours_s = plain_s = 0.0
-            # Warm-up, not timed: the first write to a new cluster creates RGW's data pools.
+            # Warm-up, not timed: the first writes to a new cluster create RGW's pools, the first multipart
+            # upload its non-ec pool. Large enough that both clients go multipart.
             warm = work / "warm"
-            warm.write_bytes(os.urandom(2**20))
+            warm.write_bytes(os.urandom(2 * args.part_mib * 2**20 + 1))
             store.put("warm", warm, hashlib.sha256(warm.read_bytes()).hexdigest(), lock)
             plain.upload_file(str(warm), plain_bucket, "warm")
 
