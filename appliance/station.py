@@ -98,6 +98,8 @@ class Station:
         self.bus: Broadcaster | None = None
         self.bays: BayService | None = None
         self.uploader: Uploader | None = None
+        # Built here, not in run(): a missing credentials file stops the start with a clear message.
+        self.central: CentralStore | None = self._central_store() if config.central.kind != "disabled" else None
         self.badge: BadgeReader | None = None
 
     # -- supervision
@@ -167,6 +169,7 @@ class Station:
             try:
                 s3 = S3Store(central.s3, self.db)
             except S3StoreError as exc:
+                self.db.close()
                 raise StationError(str(exc)) from None
             tz = ZoneInfo(self.config.station.timezone)
             s3.throttle = Throttle(
@@ -224,8 +227,8 @@ class Station:
         self._supervise("calendar", self._watch_calendar())
         if self.config.devices.dock_board.backend.value != "disabled":
             self._supervise("dock-board", self._poll_board())
-        if self.config.central.kind != "disabled":
-            central = self._central_store()
+        if self.central is not None:
+            central = self.central
             self.uploader = Uploader(
                 self.config.station.id,
                 self.store,

@@ -40,3 +40,16 @@ def test_credentials_file_must_be_private(tmp_path: Path) -> None:
     creds.write_text('access_key = "AK"\n')
     with pytest.raises(S3StoreError, match="missing secret_key"):
         load_credentials(creds)
+
+
+def test_station_refuses_to_start_without_its_s3_credentials(tmp_path: Path, world) -> None:
+    from appliance.station import Station, StationError
+    from tests.conftest import write_config
+
+    central = {
+        "kind": "s3",
+        "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "evidence", "credentials_file": "missing.toml"},
+    }
+    config = load_config(write_config(tmp_path, world, central=central), environ={})
+    with pytest.raises(StationError, match=r"missing\.toml: S3 credentials file not found"):
+        Station(config)
