@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # Debian packages the simulator and the tests use: real FAT32/exFAT tools, FUSE, ffmpeg for real MP4s,
-# Chromium for the browser tests, CJK fonts so the kiosk's Chinese renders in screenshots.
-DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux ffmpeg chromium fonts-noto-cjk
+# Chromium for the browser tests, CJK fonts so the kiosk's Chinese renders in screenshots, a one-node Ceph
+# cluster with radosgw (scripts/ceph-rgw.sh) as the real S3 server with Object Lock, curl for its readiness check.
+DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux ffmpeg chromium fonts-noto-cjk \
+	ceph-mon ceph-osd radosgw curl
 
 .PHONY: demo test lint deps venv clean
 

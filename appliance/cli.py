@@ -215,6 +215,63 @@ def verify(data_dir: Path, pubkey: Path | None) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.command()
+@click.argument("target")
+@click.option("--pubkey", type=click.Path(exists=True, path_type=Path), required=True, help="Station public key (PEM).")
+@click.option("--endpoint", help="S3 endpoint URL (for s3:// targets).")
+@click.option("--credentials", type=click.Path(exists=True, path_type=Path), help="S3 credentials file (TOML).")
+@click.option("--region", default="default", show_default=True)
+@click.option("--policy", "policy_id", help="Policy profile id: also report uploads after their deadline.")
+@click.option("--no-lock-check", is_flag=True, help="Do not require COMPLIANCE locks (a bucket without lock).")
+def audit(
+    target: str,
+    pubkey: Path,
+    endpoint: str | None,
+    credentials: Path | None,
+    region: str,
+    policy_id: str | None,
+    no_lock_check: bool,
+) -> None:
+    """Check an upload target (s3://BUCKET/STATION or ARCHIVE_DIR/STATION) against manifests and the log."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from appliance.central.audit import DirectoryBucket, S3Bucket
+    from appliance.central.audit import audit as run_audit
+    from appliance.evidence.verify import load_public_key
+    from appliance.policy import load_profile
+
+    try:
+        policy = load_profile(policy_id) if policy_id else None
+        bucket: DirectoryBucket | S3Bucket
+        if target.startswith("s3://"):
+            from appliance.central.s3 import S3StoreError, make_client
+            from appliance.config import S3Section
+
+            name, _, prefix = target.removeprefix("s3://").partition("/")
+            if not endpoint or credentials is None or not prefix:
+                raise click.UsageError("s3:// targets need s3://BUCKET/STATION, --endpoint and --credentials")
+            try:
+                settings = S3Section(endpoint=endpoint, bucket=name, region=region, credentials_file=credentials)
+                bucket = S3Bucket(make_client(settings), name)
+            except (S3StoreError, ValueError) as exc:
+                raise click.ClickException(str(exc)) from None
+        else:
+            path = Path(target)
+            if not path.is_dir():
+                raise click.ClickException(f"{target}: not a directory (ARCHIVE_DIR/STATION) nor s3://BUCKET/STATION")
+            bucket, prefix = DirectoryBucket(path.parent), path.name
+        report = run_audit(bucket, prefix, load_public_key(pubkey), policy, check_lock=not no_lock_check)
+    except (OSError, ValueError, PolicyError, BotoCoreError, ClientError) as exc:
+        raise click.ClickException(f"cannot audit {target}: {exc}") from None
+    for finding in report.findings:
+        click.echo(str(finding))
+    click.echo(
+        f"{'OK' if report.ok else 'FAILED'}: {report.entries} log entries, {report.checkpoints} checkpoints, "
+        f"{report.objects} recordings, {report.manifests} manifests"
+    )
+    sys.exit(0 if report.ok else 1)
+
+
 # -- the simulator ---------------------------------------------------------------------------------
 
 world_option = click.option(

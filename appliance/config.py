@@ -11,6 +11,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -144,9 +145,40 @@ class OffloadSection(_Section):
         return tuple(e.lower() for e in value)
 
 
+class S3Section(_Section):
+    """The central S3 store with Object Lock (docs/s3-layout.md). Secrets live in ``credentials_file``."""
+
+    endpoint: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/.*)?$")]
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    region: str = "default"
+    credentials_file: Path  # TOML: access_key, secret_key; mode 0600
+    part_size_mib: Annotated[int, Field(ge=5, le=512)] = 16  # also the single-PUT limit
+    concurrency: Annotated[int, Field(ge=1, le=16)] = 4
+
+
 class CentralSection(_Section):
-    kind: Literal["archive", "disabled"] = "archive"
+    kind: Literal["archive", "s3", "disabled"] = "archive"
     archive_dir: Path | None = None
+    s3: S3Section | None = None
+    day_cap_mib_s: Annotated[float, Field(ge=0)] = 0  # daytime upload bandwidth cap; 0: none
+    night_window: Annotated[str, Field(pattern=r"^\d\d:\d\d-\d\d:\d\d$")] = "01:00-05:00"  # local time, no cap
+    alert_margin_h: Annotated[float, Field(ge=0)] = 4  # alarm when a recording is this close to its deadline
+
+    @field_validator("night_window")
+    @classmethod
+    def _valid_times(cls, value: str) -> str:
+        for part in value.split("-"):
+            try:
+                time.fromisoformat(part)
+            except ValueError:
+                raise ValueError(f"{part!r} is not a time of day (HH:MM)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _s3_configured(self) -> CentralSection:
+        if self.kind == "s3" and self.s3 is None:
+            raise ValueError('central.kind = "s3" needs a [central.s3] section (endpoint, bucket, credentials_file)')
+        return self
 
 
 class PolicySection(_Section):
@@ -342,7 +374,16 @@ def _anchor_paths(config: StationConfig, base: Path) -> StationConfig:
         update={
             "station": config.station.model_copy(update=anchored(config.station, "data_dir")),
             "devices": config.devices.model_copy(update=anchored(config.devices, "sim_world")),
-            "central": config.central.model_copy(update=anchored(config.central, "archive_dir")),
+            "central": config.central.model_copy(
+                update={
+                    **anchored(config.central, "archive_dir"),
+                    **(
+                        {"s3": config.central.s3.model_copy(update=anchored(config.central.s3, "credentials_file"))}
+                        if config.central.s3 is not None
+                        else {}
+                    ),
+                }
+            ),
             "policy": config.policy.model_copy(update=anchored(config.policy, "profile_file")),
         }
     )

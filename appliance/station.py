@@ -12,8 +12,9 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 import uvicorn
 
@@ -23,6 +24,10 @@ from appliance.bays import BayService
 from appliance.bus import Broadcaster
 from appliance.bus_scheduler import make_bus_scheduler
 from appliance.central.archive import ArchiveStore
+from appliance.central.base import CentralStore
+from appliance.central.local_keep import LocalKeeper
+from appliance.central.s3 import S3Store, S3StoreError
+from appliance.central.throttle import Throttle, parse_window
 from appliance.central.uploader import Uploader
 from appliance.checkout import CheckoutService
 from appliance.config import StationConfig
@@ -104,6 +109,8 @@ class Station:
         self.bus: Broadcaster | None = None
         self.bays: BayService | None = None
         self.uploader: Uploader | None = None
+        # Built here, not in run(): a missing credentials file stops the start with a clear message.
+        self.central: CentralStore | None = self._central_store() if config.central.kind != "disabled" else None
         self.badge: BadgeReader | None = None
         self.health: HealthMonitor | None = None
         self.checkout: CheckoutService | None = None
@@ -172,6 +179,32 @@ class Station:
         if board is not None:
             board.close()
 
+    def _central_store(self) -> CentralStore:
+        central = self.config.central
+        if central.kind == "s3":
+            assert central.s3 is not None  # the config validator demands it
+            try:
+                s3 = S3Store(central.s3, self.db)
+            except S3StoreError as exc:
+                self.db.close()
+                raise StationError(str(exc)) from None
+            tz = ZoneInfo(self.config.station.timezone)
+            s3.throttle = Throttle(
+                central.day_cap_mib_s * 2**20, parse_window(central.night_window), lambda: datetime.now(tz)
+            ).consume
+            return s3
+        return ArchiveStore(self.config.archive_dir)
+
+    def _upload_alert(self, at_risk: list[dict[str, object]]) -> None:
+        """Kiosk and admin alarm while any recording is within the margin of its upload deadline."""
+        if at_risk:
+            overdue = sum(1 for r in at_risk if r["overdue"])
+            first = at_risk[0]
+            detail = f"{len(at_risk)} near deadline, {overdue} overdue; first: {first['name']} due {first['deadline']}"
+            self.alarms.raise_("upload_deadline", "alarm.upload_deadline", detail)
+        else:
+            self.alarms.clear("upload_deadline")
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -219,11 +252,20 @@ class Station:
         self._supervise("checkout", self.checkout.watch(self._stop))
         if self.config.devices.dock_board.backend.value != "disabled":
             self._supervise("dock-board", self._poll_board())
-        if self.config.central.kind == "archive":
+        if self.central is not None:
+            central = self.central
             self.uploader = Uploader(
-                self.config.station.id, self.store, ArchiveStore(self.config.archive_dir), self.db, self.events
+                self.config.station.id,
+                self.store,
+                central,
+                self.db,
+                self.events,
+                self.policy,
+                alert_margin=timedelta(hours=self.config.central.alert_margin_h),
             )
             self.uploader.after_pass = self.bays.try_free_waiting
+            self.uploader.on_alert = self._upload_alert
+            self.uploader.keeper = LocalKeeper(self.store, central, self.db, self.events, self.policy).run_once
             self._supervise("upload", self.uploader.run(interval_s=2.0))
         if serve_web:
             from web_ui.app import create_app

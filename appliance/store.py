@@ -86,6 +86,16 @@ class LocalStore:
     def object_path(self, sha256: str) -> Path:
         return self.objects / sha256[:2] / sha256
 
+    def remove(self, sha256: str) -> bool:
+        """Delete a local object (callers decide when: appliance/central/local_keep.py); False if absent."""
+        path = self.object_path(sha256)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        fsync_dir(path.parent)
+        return True
+
     def has(self, sha256: str) -> bool:
         return self.object_path(sha256).exists()
 

@@ -22,6 +22,8 @@ from devices.sim.server import SimServer
 from devices.sim.world import SimWorld
 from provisioning.keys import create_signing_key
 
+pytest_plugins = ["tests.rgw"]  # the session-wide Ceph RGW S3 server
+
 BAYS = 4
 
 

@@ -129,3 +129,35 @@ def test_a_forged_checkpoint_is_caught(copy: Path) -> None:
     note.write_text(text.replace(text.split("\n")[1], str(int(text.split("\n")[1]) + 1), 1))
     code, output = run_verify(copy)
     assert code == 1 and f"checkpoints/{note.name}: signature or format invalid" in output
+
+
+def _append(data_dir: Path, *events: tuple[str, dict]) -> list[int]:
+    from appliance.eventlog import EventLog, Signer
+    from provisioning.keys import load_signing_key
+
+    note = (data_dir / "log" / "checkpoints" / "latest.note").read_text()
+    origin = note.splitlines()[0]
+    name = next(line.split(" ")[1] for line in note.splitlines() if line.startswith("\u2014 "))
+    log = EventLog(data_dir / "log", origin=origin, signer=Signer(name, load_signing_key(data_dir / "keys")))
+    try:
+        return [log.append(kind, body).seq for kind, body in events]
+    finally:
+        log.close()
+
+
+def test_a_local_copy_deleted_after_its_receipt_verifies(copy: Path) -> None:
+    obj = next((copy / "store" / "objects" / "sha256").glob("*/*"))
+    (receipt,) = _append(copy, ("upload_receipt", {"key": "k", "sha256": obj.name, "size": 1, "target": "s3"}))
+    _append(copy, ("local_delete", {"key": "k", "sha256": obj.name, "receipt_seq": receipt, "reason": "keep_period"}))
+    obj.unlink()
+    code, output = run_verify(copy)
+    assert code == 0, output
+    assert "local copy deleted after its confirmed upload" in output
+
+
+def test_a_local_copy_deleted_without_receipt_is_caught(copy: Path) -> None:
+    obj = next((copy / "store" / "objects" / "sha256").glob("*/*"))
+    _append(copy, ("local_delete", {"key": "k", "sha256": obj.name, "receipt_seq": 0, "reason": "keep_period"}))
+    obj.unlink()
+    code, output = run_verify(copy)
+    assert code == 1 and "deleted without an upload receipt" in output and "missing from the store" in output

@@ -10,24 +10,22 @@ import contextlib
 import hashlib
 import os
 import shutil
-from dataclasses import dataclass
+import tempfile
 from pathlib import Path
 
+from appliance.central.base import CentralStoreError, Lock, Receipt
 from appliance.state.atomic import fsync_dir
 
+__all__ = ["ArchiveError", "ArchiveStore", "Receipt"]
 
-class ArchiveError(Exception):
+
+class ArchiveError(CentralStoreError):
     """The archive refused or failed to store an object."""
 
 
-@dataclass(frozen=True)
-class Receipt:
-    key: str
-    size: int
-    sha256: str
-
-
 class ArchiveStore:
+    kind = "archive"
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -38,8 +36,11 @@ class ArchiveStore:
             raise ArchiveError(f"invalid object key {key!r}")
         return self.root.joinpath(*parts)
 
-    def put(self, key: str, source: Path, sha256: str) -> Receipt:
-        """Store ``source`` under ``key`` once; re-putting identical bytes is a no-op, different bytes refused."""
+    def put(self, key: str, source: Path, sha256: str, lock: Lock | None = None) -> Receipt:
+        """Store ``source`` under ``key`` once; re-putting identical bytes is a no-op, different bytes refused.
+
+        ``lock`` is accepted for the CentralStore interface; read-only files are this store's only lock.
+        """
         target = self.path_of(key)
         if target.exists():
             return self.confirm(key, sha256)
@@ -64,6 +65,12 @@ class ArchiveStore:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         return self.confirm(key, sha256)
+
+    def put_bytes(self, key: str, data: bytes, lock: Lock | None = None) -> Receipt:
+        with tempfile.NamedTemporaryFile(dir=self.root, prefix=".put-") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            return self.put(key, Path(tmp.name), hashlib.sha256(data).hexdigest(), lock)
 
     def confirm(self, key: str, sha256: str) -> Receipt:
         """Re-read the stored object and check it: an upload counts only once confirmed."""

@@ -161,6 +161,7 @@ def _check_objects(store: Path, report: Report) -> None:
 
 def _check_manifests(store: Path, entries: dict[int, Entry], public_key: Ed25519PublicKey, report: Report) -> None:
     keys = {manifest.key_id(public_key): public_key}
+    deleted = _deleted_after_receipt(entries, report)
     with_manifest: set[int] = set()
     for path in sorted((store / "manifests").glob("*/*.json")):
         where = f"store/manifests/{path.parent.name}/{path.name}"
@@ -178,7 +179,10 @@ def _check_manifests(store: Path, entries: dict[int, Entry], public_key: Ed25519
         if path.name != f"{sha}-{index}.json":
             report.error(where, "file name does not match the recording hash and log index it describes")
         if not (store / "objects" / "sha256" / sha[:2] / sha).exists():
-            report.error(where, "the recording it describes is missing from the store")
+            if sha in deleted:
+                report.notice(where, "local copy deleted after its confirmed upload (local_delete)")
+            else:
+                report.error(where, "the recording it describes is missing from the store")
         entry = entries.get(index)
         if entry is None or entry.type != "ingest":
             report.error(where, f"log entry {index} is not its ingest entry")
@@ -194,6 +198,27 @@ def _check_manifests(store: Path, entries: dict[int, Entry], public_key: Ed25519
             report.notice(f"log entry {index}", "ingest interrupted before its manifest; redone later")
         else:
             report.error(f"log entry {index}", "ingest without a manifest")
+
+
+def _deleted_after_receipt(entries: dict[int, Entry], report: Report) -> set[str]:
+    """Hashes whose local copy the station deleted, each after an upload receipt for the same bytes."""
+    deleted: set[str] = set()
+    for index in sorted(entries):
+        entry = entries[index]
+        if entry.type != "local_delete":
+            continue
+        receipt = entries.get(entry.body.get("receipt_seq", -1))
+        if (
+            receipt is None
+            or receipt.type != "upload_receipt"
+            or receipt.body.get("sha256") != entry.body.get("sha256")
+        ):
+            report.error(
+                f"log entry {index}", f"local copy {entry.body.get('sha256')} deleted without an upload receipt"
+            )
+        elif receipt.seq < index:
+            deleted.add(entry.body["sha256"])
+    return deleted
 
 
 def _check_frees(entries: dict[int, Entry], report: Report) -> None:
