@@ -2,9 +2,9 @@
 consecutive recordings of one assignment (000 Art. 14, 003 Art. 12).
 
 The state row of a recording holds the current tag and retention class; every tag, re-tag and gap explanation
-is an entry in the tamper-evident log, so a correction never hides what was said before. Re-tagging may only
-keep or lengthen retention: moving a recording to a shorter class would let it be deleted earlier than a
-colleague's earlier tag promised (000 Art. 22), so that needs a supervisor (security issue) and is refused here.
+is an entry in the tamper-evident log, so a correction never hides what was said before. The first tag may set
+any class; a re-tag may only keep or lengthen retention: moving a recording to a shorter class would let it be
+deleted earlier than an earlier tag promised (000 Art. 22), so that needs a supervisor and is refused here.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from appliance.store import LocalStore
 log = logging.getLogger(__name__)
 
 GAP_EXPLANATIONS = "gap_explanations"
-# Longer-kept first: a tag may move a recording only towards the front of this list without a supervisor.
-RETENTION_ORDER: tuple[RetentionClass, ...] = ("long_term", "evidence", "unclassified", "routine")
+# Longer-kept first: a re-tag may move a recording only towards the front of this list without a supervisor.
+RETENTION_ORDER: tuple[RetentionClass, ...] = ("long_term", "evidence", "routine")
 
 
 class RecordsRefused(Exception):
@@ -89,7 +89,9 @@ class RecordsService:
             if row is None or police_no not in row.get("officers", []):
                 raise RecordsRefused("records.error.not_yours", 403)
             old_class = row.get("retention_class", "unclassified")
-            if RETENTION_ORDER.index(new_class) > RETENTION_ORDER.index(old_class):
+            # "unclassified" is a placeholder (kept until tagged), not a promise: the first tag may be anything.
+            tagged = old_class != "unclassified"
+            if tagged and RETENTION_ORDER.index(new_class) > RETENTION_ORDER.index(old_class):
                 raise RecordsRefused("records.error.shorter", 409, old=old_class, new=new_class)
             update = {
                 "classification": tag.model_dump(mode="json"),

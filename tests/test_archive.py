@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from tinydb import Query
 
 from appliance.central.archive import ArchiveError, ArchiveStore
+from appliance.central.base import Lock
 from appliance.offload import RECORDINGS
 from tests.conftest import register_cameras, sha256_file, wait_until
 
@@ -37,6 +39,39 @@ def test_archive_refuses_a_source_that_no_longer_matches_its_hash(tmp_path: Path
     with pytest.raises(ArchiveError, match="no longer matches"):
         archive.put("st/d/c/o/rec.mp4", src, "0" * 64)
     assert not any(p.is_file() for p in (tmp_path / "archive").rglob("*"))
+
+
+def test_archive_records_retention_refuses_early_deletion_and_only_lengthens_locks(tmp_path: Path) -> None:
+    archive = ArchiveStore(tmp_path / "archive")
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"evidence" * 1000)
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    routine = Lock(now + timedelta(days=180), legal_hold=False)
+    archive.put("st/2026-11-23/CAM0001/110001/clip.mp4", source, sha256_file(source), routine)
+    key = "st/2026-11-23/CAM0001/110001/clip.mp4"
+    assert archive.lock_of(key) == routine
+    with pytest.raises(ArchiveError, match="retained until 2027-05-22"):
+        archive.delete(key, now=now + timedelta(days=179))
+    assert archive.path_of(key).exists()
+
+    # Re-classified as long-term: a hold, and an earlier date never shortens what is in force.
+    held = archive.relock(key, Lock(now + timedelta(days=30), legal_hold=True))
+    assert held == Lock(now + timedelta(days=180), legal_hold=True)
+    with pytest.raises(ArchiveError, match="legal hold"):
+        archive.delete(key, now=now + timedelta(days=4000))
+    with pytest.raises(ArchiveError, match="not in the archive"):
+        archive.relock("st/2026-11-23/CAM0001/110001/other.mp4", routine)
+
+
+def test_archive_deletes_only_after_retention_without_hold(tmp_path: Path) -> None:
+    archive = ArchiveStore(tmp_path / "archive")
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"routine" * 100)
+    key = "st/2026-01-01/CAM0001/unassigned/clip.mp4"
+    until = datetime(2026, 7, 1, tzinfo=UTC)
+    archive.put(key, source, sha256_file(source), Lock(until, legal_hold=False))
+    archive.delete(key, now=until + timedelta(seconds=1))
+    assert not archive.path_of(key).exists() and archive.lock_of(key) is None
 
 
 def test_docked_recordings_reach_the_archive_with_receipts(world, sim_server, config, start_station) -> None:

@@ -8,8 +8,10 @@ import tomllib
 from pathlib import Path
 
 import tomli_w
+from tinydb import Query
 
 from appliance.config import load_config
+from appliance.offload import RECORDINGS
 from tests.conftest import register_cameras, register_officers, wait_until, write_config, write_test_profile
 from tests.test_kiosk import ARTIFACTS, browser, card_ticket, client  # noqa: F401  (browser is a fixture)
 from tests.test_web import base_url
@@ -77,14 +79,38 @@ def test_officers_tag_their_own_recordings_and_explain_the_gap(tmp_path, world, 
             "error": "records.error.field",
             "args": {"field": "place"},
         }
+        # Wait until the central store confirmed it: a tag after upload must re-lock the central copy.
+        uploaded = lambda: station.station.db.call(  # noqa: E731
+            lambda db: db.table(RECORDINGS).get(Query().sha256 == sha)
+        )
+        wait_until(lambda: uploaded()["status"] == "uploaded", 60, "upload receipt")
+        lock_before = station.station.uploader.central.lock_of(uploaded()["archive_key"])
+        assert lock_before is not None and lock_before.legal_hold  # unclassified: held until someone tags it
         tagged = http.post(f"/api/records/{sha}/tag", json={"ticket": a, **tag})
         assert tagged.status_code == 200, tagged.text
         assert tagged.json()["retention_class"] == "long_term"
         shorter = http.post(f"/api/records/{sha}/tag", json={"ticket": a, **tag, "category": "routine_patrol"})
         assert shorter.status_code == 409 and shorter.json()["error"] == "records.error.shorter"
-        [logged] = events(station, "classification")
+        wait_until(lambda: events(station, "relock"), 30, "the central copy re-locked")
+        [relock] = events(station, "relock")
+        assert relock["sha256"] == sha and relock["legal_hold"] is True and relock["retention_class"] == "long_term"
+        lock_after = station.station.uploader.central.lock_of(uploaded()["archive_key"])
+        assert lock_after.legal_hold and lock_after.retain_until >= lock_before.retain_until
+        logged = events(station, "classification")[0]
         assert logged["sha256"] == sha and logged["by"] == A and logged["retention_class"] == "long_term"
         assert logged["previous_class"] == "unclassified" and logged["tag"]["category"] == "coercive_measure"
+
+        # The first tag may be the shortest class (untagged is a placeholder, not a promise); then only longer.
+        other_sha = mine["recordings"][1]["sha256"]
+        routine = {**tag, "category": "routine_patrol"}
+        assert http.post(f"/api/records/{other_sha}/tag", json={"ticket": a, **routine}).json()["retention_class"] == (
+            "routine"
+        )
+        case = {**routine, "case_number": "A2026-118"}
+        assert http.post(f"/api/records/{other_sha}/tag", json={"ticket": a, **case}).json()["retention_class"] == (
+            "evidence"
+        )
+        assert http.post(f"/api/records/{other_sha}/tag", json={"ticket": a, **routine}).status_code == 409
 
         b = card_ticket(http, B)  # the other officer of the pair explains the gap
         body = {"ticket": b, "assignment": gap["assignment"], "start": gap["start"], "text": "协助群众，未开机"}

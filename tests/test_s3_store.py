@@ -117,6 +117,26 @@ def test_multipart_long_term_gets_retention_and_legal_hold(rgw: Rgw, tmp_path: P
     assert store.pending_uploads() == []
 
 
+def test_relock_lengthens_and_holds_but_never_shortens(rgw: Rgw, tmp_path: Path, db: StateDB) -> None:
+    """A recording re-classified after upload: the central copy's lock follows the new class, only upwards."""
+    bucket = rgw.new_bucket()
+    store = S3Store(settings(rgw, tmp_path, bucket), db)
+    src = tmp_path / "r.mp4"
+    sha = random_file(src, 50_000)
+    now = datetime.now(UTC).replace(microsecond=0)
+    receipt = store.put("st/d/CAM/off/r.mp4", src, sha, Lock(now + timedelta(days=2), legal_hold=False))
+    longer = store.relock(receipt.key, Lock(now + timedelta(days=40), legal_hold=True))
+    head = rgw.client().head_object(Bucket=bucket, Key=receipt.key)
+    assert head["ObjectLockLegalHoldStatus"] == "ON" and head["ObjectLockRetainUntilDate"] >= now + timedelta(days=40)
+    assert longer == Lock(now + timedelta(days=40), legal_hold=True)
+    kept = store.relock(receipt.key, Lock(now + timedelta(days=1), legal_hold=False))  # asks for less: ignored
+    assert kept == longer
+    head = rgw.client().head_object(Bucket=bucket, Key=receipt.key)
+    assert head["ObjectLockRetainUntilDate"] >= now + timedelta(days=40) and head["ObjectLockLegalHoldStatus"] == "ON"
+    with pytest.raises(S3StoreError, match="not in the bucket"):
+        store.relock("st/d/CAM/off/missing.mp4", longer)
+
+
 def _state_parts(path: Path) -> dict[str, str]:
     try:
         rows = json.loads(path.read_bytes()).get(UPLOADS, {})

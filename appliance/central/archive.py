@@ -2,6 +2,9 @@
 
 Used by `make demo` and by small offices with no central server. Objects are written once (temp file,
 fsync, rename), made read-only, and never overwritten; keys follow the layout of docs/archive-layout.md.
+Each object's retention is recorded beside the tree (``.locks/<key>.json``: retain-until and legal hold,
+only ever lengthened), and ``delete`` refuses an object inside its retention or under hold, as an Object
+Lock bucket in COMPLIANCE mode would.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ import hashlib
 import os
 import shutil
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
-from appliance.central.base import CentralStoreError, Lock, Receipt
-from appliance.state.atomic import fsync_dir
+from appliance.central.base import CentralStoreError, Lock, Receipt, stronger
+from appliance.state.atomic import atomic_write_json, fsync_dir, read_json
+
+LOCKS = ".locks"  # retention records, a tree beside the objects (station ids never start with a dot)
 
 __all__ = ["ArchiveError", "ArchiveStore", "Receipt"]
 
@@ -38,12 +44,13 @@ class ArchiveStore:
 
     def put(self, key: str, source: Path, sha256: str, lock: Lock | None = None) -> Receipt:
         """Store ``source`` under ``key`` once; re-putting identical bytes is a no-op, different bytes refused.
-
-        ``lock`` is accepted for the CentralStore interface; read-only files are this store's only lock.
-        """
+        The file is read-only; ``lock`` is recorded and enforced by ``delete``."""
         target = self.path_of(key)
         if target.exists():
-            return self.confirm(key, sha256)
+            receipt = self.confirm(key, sha256)
+            if lock is not None:
+                self.relock(key, lock)
+            return receipt
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.partial")
         digest = hashlib.sha256()
@@ -64,7 +71,46 @@ class ArchiveStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        return self.confirm(key, sha256)
+        receipt = self.confirm(key, sha256)
+        if lock is not None:
+            self.relock(key, lock)  # after the object: a crash in between leaves it unlocked, and the re-put locks it
+        return receipt
+
+    # -- retention
+    def _lock_path(self, key: str) -> Path:
+        return self.root / LOCKS / (self.path_of(key).relative_to(self.root).as_posix() + ".json")
+
+    def lock_of(self, key: str) -> Lock | None:
+        data = read_json(self._lock_path(key))
+        if data is None:
+            return None
+        return Lock(datetime.fromisoformat(data["retain_until"]), bool(data["legal_hold"]))
+
+    def relock(self, key: str, lock: Lock) -> Lock:
+        """Record a longer retention (or a hold) for a stored object; never shortens."""
+        if not self.path_of(key).exists():
+            raise ArchiveError(f"{key}: not in the archive, cannot lock it")
+        target = stronger(self.lock_of(key), lock)
+        path = self._lock_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"retain_until": target.retain_until.isoformat(), "legal_hold": target.legal_hold})
+        return target
+
+    def delete(self, key: str, now: datetime | None = None) -> None:
+        """Remove an object whose retention has ended and that no hold keeps (the bureau's retention sweep)."""
+        lock = self.lock_of(key)
+        now = now or datetime.now(UTC)
+        if lock is not None and (lock.legal_hold or lock.retain_until > now):
+            held = "under legal hold" if lock.legal_hold else f"retained until {lock.retain_until.isoformat()}"
+            raise ArchiveError(f"{key}: {held}; deletion refused (000 Art. 22)")
+        target = self.path_of(key)
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            raise ArchiveError(f"{key}: not in the archive") from None
+        fsync_dir(target.parent)
+        with contextlib.suppress(FileNotFoundError):
+            self._lock_path(key).unlink()
 
     def put_bytes(self, key: str, data: bytes, lock: Lock | None = None) -> Receipt:
         with tempfile.NamedTemporaryFile(dir=self.root, prefix=".put-") as tmp:

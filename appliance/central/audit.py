@@ -16,12 +16,13 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from appliance.central.archive import ArchiveStore
 from appliance.central.uploader import manifest_key
 from appliance.deadlines import WorkCalendar
 from appliance.eventlog import Entry, EventLogError
@@ -77,7 +78,11 @@ class DirectoryBucket:
         return digest.hexdigest()
 
     def locked(self, key: str) -> bool:
-        return not (self.root / key).stat().st_mode & 0o222
+        """Read-only, and a retention record in force (archive.py keeps one per object)."""
+        if (self.root / key).stat().st_mode & 0o222:
+            return False
+        lock = ArchiveStore(self.root).lock_of(key)
+        return lock is not None and (lock.legal_hold or lock.retain_until > datetime.now(UTC))
 
 
 class S3Bucket:

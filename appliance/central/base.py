@@ -54,6 +54,14 @@ def lock_for(cls: RetentionClass, ingested: datetime, profile: PolicyProfile) ->
     return Lock(_whole_second(floor), legal_hold=True)
 
 
+def stronger(current: Lock | None, wanted: Lock) -> Lock:
+    """The lock that keeps an object at least as long as both: retention only ever moves later, a hold
+    once set stays until the bureau releases it."""
+    if current is None:
+        return wanted
+    return Lock(max(current.retain_until, wanted.retain_until), current.legal_hold or wanted.legal_hold)
+
+
 def _whole_second(moment: datetime) -> datetime:
     """S3 keeps retain-until dates to the second: round up, a retention period is a minimum."""
     up = moment.astimezone(UTC)
@@ -73,4 +81,8 @@ class CentralStore(Protocol):
 
     def confirm(self, key: str, sha256: str) -> Receipt:
         """Check the stored object; raise CentralStoreError unless it is there as expected."""
+        ...
+
+    def relock(self, key: str, lock: Lock) -> Lock:
+        """Apply a longer lock to a stored object (its class changed); never shortens. The lock in force."""
         ...

@@ -32,7 +32,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from tinydb import Query
 
-from appliance.central.base import CentralStoreError, Lock, Receipt, StoreUnavailable
+from appliance.central.base import CentralStoreError, Lock, Receipt, StoreUnavailable, stronger
 from appliance.config import S3Section
 from appliance.state.db import StateDB
 
@@ -285,6 +285,30 @@ class S3Store:
         if problems:
             raise S3StoreError(f"{key}: stored object not as uploaded: {'; '.join(problems)}")
         return Receipt(key, size, sha256, etag, head.get("VersionId", ""))
+
+    def relock(self, key: str, lock: Lock) -> Lock:
+        """Lengthen the COMPLIANCE retention and/or set the legal hold of a stored object (its retention class
+        changed after upload); confirmed by HEAD. The server itself refuses to shorten COMPLIANCE retention."""
+        try:
+            head = self._head(key)
+            if head is None:
+                raise S3StoreError(f"{key}: not in the bucket, cannot lock it")
+            current = None
+            if head.get("ObjectLockRetainUntilDate") is not None:
+                current = Lock(head["ObjectLockRetainUntilDate"], head.get("ObjectLockLegalHoldStatus") == "ON")
+            target = stronger(current, lock)
+            if target != current:
+                self._apply_lock(key, head.get("VersionId"), target)
+            after = self._head(key)
+            if after is None or not _lock_holds(after, target):
+                raise S3StoreError(f"{key}: lock not in force after setting it")
+            return target
+        except CentralStoreError:
+            raise
+        except (ClientError, BotoCoreError) as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(f"{key}: S3 store unavailable: {exc}") from exc
+            raise S3StoreError(f"{key}: S3 refused the lock: {exc}") from exc
 
     def _apply_lock(self, key: str, version: str | None, lock: Lock) -> None:
         version_arg = {"VersionId": version} if version else {}

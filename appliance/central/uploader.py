@@ -156,6 +156,33 @@ class Uploader:
         }
         self.db.call(lambda db: db.table(RECORDINGS).update(update, Query().key == row["key"]))
 
+    def relock_changed(self) -> int:
+        """Uploaded recordings whose retention class changed since (an officer tagged them): the central copy
+        and its manifest get the new class's lock. Only ever lengthened (``stronger``)."""
+        rows = self.db.call(lambda db: db.table(RECORDINGS).search(Query().relock == True))  # noqa: E712
+        done = 0
+        for row in rows:
+            lock = self.lock_of(row)
+            if lock is None or row.get("status") != "uploaded":
+                continue
+            key = row.get("archive_key") or object_key(self.station_id, row)
+            applied = self.central.relock(key, lock)
+            if row.get("manifest"):
+                self.central.relock(manifest_key(key), lock)
+            self.events.append(
+                "relock",
+                {
+                    "key": key,
+                    "sha256": row["sha256"],
+                    "retention_class": row.get("retention_class"),
+                    "retain_until": applied.retain_until.isoformat(),
+                    "legal_hold": applied.legal_hold,
+                },
+            )
+            self.db.call(lambda db, k=row["key"]: db.table(RECORDINGS).update({"relock": False}, Query().key == k))
+            done += 1
+        return done
+
     def upload_log(self) -> None:
         """Entries not yet in the store, then a signed checkpoint covering them, both under lock."""
         done = self.db.call(lambda db: (db.table(META).get(doc_id=1) or {}).get(LOG_UPLOADED, 0))
@@ -193,6 +220,12 @@ class Uploader:
                     raise
                 except (CentralStoreError, OSError) as exc:
                     log.error("upload of %s failed: %s", row["camera_path"], exc)
+            try:
+                done += self.relock_changed()
+            except StoreUnavailable:
+                raise
+            except (CentralStoreError, OSError) as exc:
+                log.error("re-locking re-classified recordings failed: %s", exc)
             if done or self.log_due:
                 self.log_due = True
                 try:
