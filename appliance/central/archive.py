@@ -64,6 +64,8 @@ class ArchiveStore:
             if digest.hexdigest() != sha256:
                 raise ArchiveError(f"{key}: local copy no longer matches its hash; not archived")
             os.chmod(tmp, 0o444)
+            if lock is not None:  # the lock first: an object never exists, even briefly, without its retention
+                self._record_lock(key, lock)
             os.link(tmp, target)  # fails if the key appeared meanwhile: never overwrite
             fsync_dir(target.parent)
         except FileExistsError:
@@ -71,10 +73,7 @@ class ArchiveStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        receipt = self.confirm(key, sha256)
-        if lock is not None:
-            self.relock(key, lock)  # after the object: a crash in between leaves it unlocked, and the re-put locks it
-        return receipt
+        return self.confirm(key, sha256)
 
     # -- retention
     def _lock_path(self, key: str) -> Path:
@@ -90,6 +89,9 @@ class ArchiveStore:
         """Record a longer retention (or a hold) for a stored object; never shortens."""
         if not self.path_of(key).exists():
             raise ArchiveError(f"{key}: not in the archive, cannot lock it")
+        return self._record_lock(key, lock)
+
+    def _record_lock(self, key: str, lock: Lock) -> Lock:
         target = stronger(self.lock_of(key), lock)
         path = self._lock_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
