@@ -25,7 +25,6 @@ from appliance.bus import Broadcaster
 from appliance.central.archive import ArchiveStore
 from appliance.central.base import CentralStore
 from appliance.central.local_keep import LocalKeeper
-from appliance.central.s3 import S3Store, S3StoreError
 from appliance.central.throttle import Throttle, parse_window
 from appliance.central.uploader import Uploader
 from appliance.config import StationConfig
@@ -165,6 +164,8 @@ class Station:
     def _central_store(self) -> CentralStore:
         central = self.config.central
         if central.kind == "s3":
+            from appliance.central.s3 import S3Store, S3StoreError  # boto3 is slow to import: only when used
+
             assert central.s3 is not None  # the config validator demands it
             try:
                 s3 = S3Store(central.s3, self.db)
