@@ -26,7 +26,6 @@ from appliance.bus_scheduler import make_bus_scheduler
 from appliance.central.archive import ArchiveStore
 from appliance.central.base import CentralStore
 from appliance.central.local_keep import LocalKeeper
-from appliance.central.s3 import S3Store, S3StoreError
 from appliance.central.throttle import Throttle, parse_window
 from appliance.central.uploader import Uploader
 from appliance.checkout import CheckoutService
@@ -182,6 +181,8 @@ class Station:
     def _central_store(self) -> CentralStore:
         central = self.config.central
         if central.kind == "s3":
+            from appliance.central.s3 import S3Store, S3StoreError  # boto3 is slow to import: only when used
+
             assert central.s3 is not None  # the config validator demands it
             try:
                 s3 = S3Store(central.s3, self.db)
