@@ -138,6 +138,11 @@ class CheckoutService:
             "holding": holding["camera"] if holding else None,
         }
 
+    def revoke(self, tickets: list[str]) -> None:
+        """Drop tickets whose kiosk session ended (the officers walked away or signed out)."""
+        for ticket in tickets:
+            self._tickets.pop(ticket, None)
+
     def _expire_tickets(self) -> None:
         now = time.monotonic()
         for key in [k for k, t in self._tickets.items() if t.expires < now]:

@@ -107,6 +107,33 @@ def config_check(config_path: Path | None) -> None:
 
 
 @main.command()
+@config_option
+@click.option("--admin", required=True, help="User name of the first administrator.")
+@click.option("--station-id", help="Station id, when the config file does not exist yet (it is then written).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory for a new config.")
+@click.option("--password-stdin", is_flag=True, help="Read the administrator's password from stdin (one line).")
+def provision(
+    config_path: Path | None, admin: str, station_id: str | None, data_dir: Path | None, password_stdin: bool
+) -> None:
+    """Enrol this station: config, signing key, the first administrator. No default credentials exist."""
+    from provisioning.provision import ProvisionError
+    from provisioning.provision import provision as run_provision
+
+    if config_path is None:
+        raise click.ClickException("name the config file: --config FILE (or RECTERM_CONFIG)")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt(f"password for {admin}", hide_input=True, confirmation_prompt=True)
+    try:
+        done = run_provision(config_path, admin, password, station_id, data_dir)
+    except (ProvisionError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"station {done.station} provisioned; administrator {done.admin}")
+    click.echo(f"signing key {done.fingerprint}  (register it on the central side)")
+
+
+@main.command()
 @click.option("--dir", "root", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
 def demo(root: Path, port: int) -> None:
@@ -114,10 +141,11 @@ def demo(root: Path, port: int) -> None:
     from appliance.station import Station
     from devices.sim.server import SimServer
     from devices.sim.world import SimWorld
-    from provisioning.demo import provision_demo
+    from provisioning.demo import print_demo_accounts, provision_demo
 
     setup_logging("INFO")
     config_path = provision_demo(root, web_port=port)
+    print_demo_accounts(click.echo)
     config = _load(config_path)
     assert config.devices.sim_world is not None
     sim = SimServer(SimWorld(config.devices.sim_world))

@@ -30,6 +30,7 @@ from appliance.eventlog import EventLog, Signer
 from appliance.hardware import make_badge_reader, make_dock_board, make_indicators
 from appliance.offload import Offloader
 from appliance.policy import PolicyProfile, load_profile
+from appliance.security.accounts import AccountService
 from appliance.state.db import StateDB
 from appliance.store import LocalStore
 from devices.badge.base import BadgeReader
@@ -85,6 +86,7 @@ class Station:
             reserve_bytes=int(config.offload.reserve_gib * 2**30),
             sm3=self.policy.integrity.sm3.value,
         )
+        self.accounts = AccountService(self.db, self.events, config.security)
         self.offloader = Offloader(
             self.store, self.db, self.events, config.offload.extensions, config.station.id, self.signing_key
         )

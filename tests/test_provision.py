@@ -1,0 +1,68 @@
+"""`recterm provision`: no default credentials; the first administrator is set here, once, and signs in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from appliance.config import load_config
+from appliance.security.accounts import accounts
+from appliance.state.db import StateDB
+from tests.conftest import signed_in, wait_until, web_client, write_config
+
+PASSWORD = "a long admin passphrase"
+
+
+def recterm(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("recterm")
+    return subprocess.run([str(exe), *args], input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def test_provision_sets_the_first_administrator_once(tmp_path: Path, start_station, world) -> None:
+    config_path = tmp_path / "new" / "station.toml"
+    base = ["provision", "--config", str(config_path), "--admin", "chief", "--password-stdin"]
+    missing = recterm(*base, stdin=PASSWORD + "\n")
+    assert missing.returncode == 1 and "--station-id" in missing.stderr and not config_path.exists()
+
+    new = [*base, "--station-id", "prov-01", "--data-dir", str(tmp_path / "data")]
+    weak = recterm(*new, stdin="short\n")
+    assert weak.returncode == 1 and "password" in weak.stderr
+
+    done = recterm(*new, stdin=PASSWORD + "\n")
+    assert done.returncode == 0, done.stderr
+    assert "station prov-01 provisioned" in done.stdout and "signing key SHA256:" in done.stdout
+    config = load_config(config_path)
+    assert (config.keys_dir / "station-signing.pem").stat().st_mode & 0o777 == 0o600
+    db = StateDB(config.state_dir / "state.json")
+    rows = db.call(accounts)
+    db.close()
+    assert [(r["username"], r["roles"]) for r in rows] == [("chief", ["admin"])]
+    assert rows[0]["password_hash"].startswith("scrypt$") and PASSWORD not in json.dumps(rows)
+    logged = [json.loads(line) for line in (config.log_dir / "entries.jsonl").read_text().splitlines()]
+    assert [e["type"] for e in logged] == ["provisioned", "account_created"]
+
+    again = recterm(*base, stdin=PASSWORD + "\n")
+    assert again.returncode == 1 and "administrator already" in again.stderr
+
+    # The station (its devices simulated here) runs with that administrator, and with no other account.
+    cfg = load_config(write_config(tmp_path, world, station={"id": "prov-01", "data_dir": str(tmp_path / "data")}))
+    station = start_station(serve_web=True, cfg=cfg)
+    url = f"http://127.0.0.1:{cfg.web.port}"
+    wait_until(lambda: _answers(url), 30, "web server")
+    with signed_in(url, "chief", PASSWORD) as admin:
+        assert admin.get("/api/accounts").json()[0]["username"] == "chief"
+    with web_client(url) as anyone:
+        for username, password in [("admin", "admin"), ("admin", "password"), ("root", "root"), ("chief", "chief")]:
+            assert anyone.post("/api/auth/signin", json={"username": username, "password": password}).status_code == 401
+    station.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url + "/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
