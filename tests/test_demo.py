@@ -64,9 +64,7 @@ def test_demo_serves_a_simulated_station_and_stops_cleanly(tmp_path: Path) -> No
             assert "执法记录仪采集站" in admin.get("/").text
         with web_client(web) as kiosk:
             first = kiosk.post("/api/checkout/identify", json={"card": demo_card("110001")}).json()["ticket"]
-            wait_until(
-                lambda: len(kiosk.get("/api/checkout/proposal").json()["candidates"]) == 4, 120, "ready cameras"
-            )
+            wait_until(lambda: len(kiosk.get("/api/checkout/proposal").json()["candidates"]) == 4, 120, "ready cameras")
             second = kiosk.post("/api/checkout/identify", json={"police_no": "110002", "pin": demo_pin("110002")})
             taken = kiosk.post("/api/checkout", json={"tickets": [first, second.json()["ticket"]]})
             assert taken.status_code == 200, taken.text
