@@ -6,9 +6,9 @@ Every API route carries exactly the roles it allows, as a FastAPI dependency on 
     @router.get("/x", dependencies=[require(Role.AUDITOR, ...)])   # route guards add to the router's
 
 ``public()`` says a route needs no one (sign-in itself, the message catalogues). ``kiosk(...)`` routes answer
-only the station's own display (loopback unless ``security.kiosk_clients`` says otherwise). ``seal(app)``
-runs last in create_app: a route that declares nothing answers 403 to everyone, and the route-by-route
-test (tests/test_authz.py) fails on it.
+only the station's own display (loopback unless ``security.kiosk_clients`` says otherwise). The app depends
+on ``refuse_undeclared`` and ``seal(app)`` runs last in create_app: a route that declares nothing (or is
+added after ``seal``) answers 403 to everyone, and the route-by-route test (tests/test_authz.py) fails on it.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.dependencies.models import Dependant
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from appliance.security.roles import Role
 from appliance.security.sessions import Session, SessionStore
@@ -47,6 +46,8 @@ class Guard:
         if self.roles is None:
             return
         session = security.session(request, on_display)
+        if session is not None and session.kiosk and not self.local:
+            session = None  # a kiosk session is for the kiosk's own routes, nothing else
         held = set(session.principal.roles) if session else set()
         if on_display:
             held.add(Role.KIOSK)
@@ -119,11 +120,32 @@ def guards_of(dependant: Dependant) -> list[Guard]:
     return found
 
 
-def allowed_roles(route: APIRoute) -> frozenset[Role] | None:
-    """The roles every guard of ``route`` lets through (None: public). Raises if nothing is declared."""
-    guards = guards_of(route.dependant)
+@dataclass(frozen=True)
+class Endpoint:
+    """One API route as the app serves it: the router's prefix and dependencies folded in."""
+
+    methods: frozenset[str]
+    path: str
+    dependant: Dependant
+    endpoint: Any
+
+
+def api_endpoints(app: FastAPI) -> list[Endpoint]:
+    """Every API route of ``app``, through included routers at any depth."""
+    found = []
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            found.append(
+                Endpoint(frozenset(context.methods or ()), str(context.path), context.dependant, context.endpoint)
+            )
+    return found
+
+
+def allowed_roles(endpoint: Endpoint) -> frozenset[Role] | None:
+    """The roles every guard of ``endpoint`` lets through (None: public). Raises if nothing is declared."""
+    guards = guards_of(endpoint.dependant)
     if not guards:
-        raise LookupError(f"{sorted(route.methods)} {route.path} declares no access rule")
+        raise LookupError(f"{sorted(endpoint.methods)} {endpoint.path} declares no access rule")
     allowed: frozenset[Role] | None = None
     for guard in guards:
         if guard.roles is not None:
@@ -131,17 +153,24 @@ def allowed_roles(route: APIRoute) -> frozenset[Role] | None:
     return allowed
 
 
+async def refuse_undeclared(request: Request) -> None:
+    """App-wide dependency (runs before every route's own): only endpoints that ``seal`` saw declaring their
+    roles answer. A route without a declaration, or added after ``seal``, refuses everyone."""
+    declared = getattr(request.app.state, "declared", set())
+    if id(request.scope.get("endpoint")) not in declared:
+        raise HTTPException(403, "auth.error.undeclared")
+
+
 def seal(app: FastAPI) -> list[str]:
-    """Make every undeclared route refuse everyone; returns what it sealed (logged as an error)."""
-    sealed = []
-
-    async def refuse(scope: Any, receive: Any, send: Any) -> None:
-        await JSONResponse({"detail": "auth.error.undeclared"}, status_code=403)(scope, receive, send)
-
-    for route in app.routes:
-        if isinstance(route, APIRoute) and not guards_of(route.dependant):
-            route.app = refuse
-            sealed.append(f"{','.join(sorted(route.methods))} {route.path}")
-    for name in sealed:
+    """Record the endpoints that declare their roles (the app must depend on ``refuse_undeclared``); returns
+    those that do not, which then refuse every caller (each logged as an error)."""
+    declared, undeclared = set(), []
+    for endpoint in api_endpoints(app):
+        if guards_of(endpoint.dependant):
+            declared.add(id(endpoint.endpoint))
+        else:
+            undeclared.append(f"{','.join(sorted(endpoint.methods))} {endpoint.path}")
+    app.state.declared = declared
+    for name in undeclared:
         log.error("route %s declares no roles: it refuses every caller until it does (web_ui/guards.py)", name)
-    return sealed
+    return undeclared
