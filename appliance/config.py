@@ -173,6 +173,7 @@ class SecuritySection(_Section):
     slowdown_max_s: Annotated[float, Field(ge=0, le=60)] = 8.0
     signin_per_minute: Annotated[int, Field(ge=1, le=10000)] = 10  # per client address
     identify_per_minute: Annotated[int, Field(ge=1, le=10000)] = 30  # kiosk identifications, per address
+    grant_max_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 72.0  # longest access grant a supervisor gives
     max_body_bytes: Annotated[int, Field(ge=1024, le=2**30)] = 3 * 2**20  # the CSV import takes 2 MiB
     # Addresses whose requests count as the kiosk's own display. Loopback only unless a site mounts the
     # display elsewhere (a thin client on a point-to-point link).

@@ -18,6 +18,7 @@ from enum import StrEnum
 import uvicorn
 
 from appliance import __version__
+from appliance.access import AccessService
 from appliance.alarms import AlarmBoard
 from appliance.bays import BayService
 from appliance.bus import Broadcaster
@@ -87,6 +88,15 @@ class Station:
             sm3=self.policy.integrity.sm3.value,
         )
         self.accounts = AccountService(self.db, self.events, config.security)
+        self.access = AccessService(
+            self.db,
+            self.events,
+            self.store,
+            config.station.id,
+            self.signing_key.public_key(),
+            config.security.grant_max_hours,
+            config.run_dir,
+        )
         self.offloader = Offloader(
             self.store, self.db, self.events, config.offload.extensions, config.station.id, self.signing_key
         )

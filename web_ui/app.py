@@ -7,7 +7,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -17,9 +17,10 @@ from fastapi.templating import Jinja2Templates
 from appliance import __version__
 from appliance.security.roles import READERS, STAFF, Role
 from appliance.security.sessions import SessionStore
+from web_ui.access_routes import build_access_router
 from web_ui.auth_routes import build_auth_router
 from web_ui.checkout_routes import build_routers
-from web_ui.guards import WebSecurity, kiosk, public, require, seal
+from web_ui.guards import WebSecurity, kiosk, public, refuse_undeclared, require, seal
 from web_ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue
 from web_ui.protection import Protection
 
@@ -31,7 +32,13 @@ PACKAGE = resources.files("web_ui")
 
 def create_app(station: Station) -> FastAPI:
     # No /docs or /redoc: they load scripts from a CDN and inline; the schema stays at /openapi.json.
-    app = FastAPI(title="records terminal", version=__version__, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="records terminal",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(refuse_undeclared)],
+    )
     templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
     app.mount("/static", StaticFiles(directory=str(PACKAGE / "static")), name="static")
     security = WebSecurity(SessionStore(), station.config.security.kiosk_clients)
@@ -88,6 +95,7 @@ def create_app(station: Station) -> FastAPI:
     for router in build_routers(station):
         app.include_router(router)
     app.include_router(build_auth_router(station, security, station.accounts))
+    app.include_router(build_access_router(station, station.access))
 
     @app.get("/api/health", dependencies=[public()])
     async def health() -> dict[str, Any]:

@@ -111,7 +111,7 @@ def build_auth_router(station: Station, security: WebSecurity, accounts: Account
         set_session_cookies(request, response, session)
         return {"username": principal.name, "roles": sorted(principal.roles)}
 
-    @router.post("/auth/signout", dependencies=[require(*ACCOUNT_ROLES)])
+    @router.post("/auth/signout", dependencies=[public()])  # ending one's own session needs no role
     async def sign_out(request: Request, response: Response) -> dict[str, bool]:
         security.sessions.end(request.cookies.get(SESSION_COOKIE))
         clear_session_cookie(request, response)
