@@ -112,8 +112,16 @@ def config_check(config_path: Path | None) -> None:
 @click.option("--station-id", help="Station id, when the config file does not exist yet (it is then written).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory for a new config.")
 @click.option("--password-stdin", is_flag=True, help="Read the administrator's password from stdin (one line).")
+@click.option("--hostname", "hostnames", multiple=True, help="Extra name or address for the TLS certificate.")
+@click.option("--csr", is_flag=True, help="Also write a CSR (keys/station-tls.csr) for the bureau's CA.")
 def provision(
-    config_path: Path | None, admin: str, station_id: str | None, data_dir: Path | None, password_stdin: bool
+    config_path: Path | None,
+    admin: str,
+    station_id: str | None,
+    data_dir: Path | None,
+    password_stdin: bool,
+    hostnames: tuple[str, ...],
+    csr: bool,
 ) -> None:
     """Enrol this station: config, signing key, the first administrator. No default credentials exist."""
     from provisioning.provision import ProvisionError
@@ -126,11 +134,12 @@ def provision(
     else:
         password = click.prompt(f"password for {admin}", hide_input=True, confirmation_prompt=True)
     try:
-        done = run_provision(config_path, admin, password, station_id, data_dir)
+        done = run_provision(config_path, admin, password, station_id, data_dir, list(hostnames), csr)
     except (ProvisionError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"station {done.station} provisioned; administrator {done.admin}")
     click.echo(f"signing key {done.fingerprint}  (register it on the central side)")
+    click.echo(f"TLS certificate {done.tls_fingerprint}  (compare it when a browser first asks)")
 
 
 @main.command()

@@ -40,6 +40,17 @@ class StationSection(_Section):
 class WebSection(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    # HTTPS on host:port with the station certificate made at provisioning (keys/station-tls.*). The LAN UI
+    # must use it; only a UI on loopback alone (the demo) may go without.
+    tls: bool = False
+    # A second, plain-HTTP listener on loopback for the kiosk's own display (None: no second listener).
+    kiosk_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+    @model_validator(mode="after")
+    def _lan_needs_tls(self) -> WebSection:
+        if not self.tls and self.host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(f"web.host {self.host} is reachable from the LAN: set web.tls = true (HTTPS)")
+        return self
 
 
 class DeviceBackend(StrEnum):

@@ -38,6 +38,7 @@ from devices.badge.base import BadgeReader
 from devices.dock.base import DockBoard, DockBoardError
 from devices.hotplug import make_scanner
 from provisioning.keys import load_signing_key
+from provisioning.tls import TLS_CERT, TLS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Station:
             raise StationError(
                 f"no station signing key in {config.keys_dir}: provision the station first (recterm provision)"
             ) from None
+        if config.web.tls and not (config.keys_dir / TLS_CERT).exists():
+            raise StationError(f"web.tls is set but {config.keys_dir} holds no certificate: recterm provision")
         self.db = StateDB(config.state_dir / "state.json")
         self.events = EventLog(
             config.log_dir,
@@ -169,6 +172,40 @@ class Station:
         if board is not None:
             board.close()
 
+    def _web_servers(self) -> list[uvicorn.Server]:
+        """The web UI on host:port (HTTPS with the station certificate when web.tls), and, when configured,
+        a plain-HTTP listener on loopback for the kiosk's display. Both serve the same app."""
+        from web_ui.app import create_app
+
+        app = create_app(self)
+        web = self.config.web
+        listeners: list[dict[str, object]] = [{"host": web.host, "port": web.port}]
+        if web.tls:
+            key, cert = self.config.keys_dir / TLS_KEY, self.config.keys_dir / TLS_CERT
+            if not (key.exists() and cert.exists()):
+                raise StationError(
+                    f"web.tls is set but there is no certificate in {self.config.keys_dir}: recterm provision"
+                )
+            listeners[0] |= {"ssl_keyfile": str(key), "ssl_certfile": str(cert)}
+        if web.kiosk_port is not None:
+            listeners.append({"host": "127.0.0.1", "port": web.kiosk_port})
+        servers = []
+        for listener in listeners:
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="on",
+                    timeout_graceful_shutdown=5,
+                    server_header=False,  # nothing about the software to whoever asks
+                    **listener,  # type: ignore[arg-type]
+                )
+            )
+            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle it
+            servers.append(server)
+        return servers
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -218,22 +255,11 @@ class Station:
             )
             self.uploader.after_pass = self.bays.try_free_waiting
             self._supervise("upload", self.uploader.run(interval_s=2.0))
+        servers: list[uvicorn.Server] = []
         if serve_web:
-            from web_ui.app import create_app
-
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    create_app(self),
-                    host=self.config.web.host,
-                    port=self.config.web.port,
-                    log_config=None,
-                    access_log=False,
-                    lifespan="on",
-                    timeout_graceful_shutdown=5,
-                )
-            )
-            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle it
-            self._supervise("web", _serve(server))
+            servers = self._web_servers()
+            for number, server in enumerate(servers):
+                self._supervise("web" if number == 0 else f"web-{number}", _serve(server))
         self.state = Lifecycle.RUNNING
         log.info("station running")
         if on_running:
@@ -245,10 +271,10 @@ class Station:
             log.info("station stopping")
             scanner.close()
             self.bus.close()
-            if serve_web:
+            for server in servers:
                 server.should_exit = True
             for task in self._tasks:
-                if task.get_name() != "web":
+                if not task.get_name().startswith("web"):
                     task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await loop.run_in_executor(None, self.bays.close)

@@ -1,9 +1,10 @@
 """`recterm provision`: enrol a station on the device itself. No default credentials exist anywhere: the
 first administrator is named and given a password here, once.
 
-Steps, each idempotent except the administrator: write the config if there is none, make the signing key
-(kept if present), register the first administrator (refused once one exists), log the enrolment in the
-event log, and return the public key fingerprint for the central side.
+Steps, each idempotent except the administrator: write the config if there is none; make the signing key,
+the TLS key and a self-signed certificate (kept if present; a CSR for the bureau's CA on request); register
+the first administrator (refused once one exists); log the enrolment in the event log; return the
+fingerprints for the central side.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from appliance.security.roles import Role
 from appliance.security.scrypt import hash_secret
 from appliance.state.db import StateDB
 from provisioning.keys import create_signing_key, fingerprint, load_signing_key
+from provisioning.tls import certificate_fingerprint, create_tls_certificate
 
 
 class ProvisionError(Exception):
@@ -33,16 +35,28 @@ class Provisioned:
     station: str
     fingerprint: str
     admin: str
+    tls_fingerprint: str
 
 
 def write_initial_config(path: Path, station_id: str, data_dir: Path) -> None:
+    """The LAN UI over HTTPS on 8443; the kiosk's display on loopback HTTP 8080."""
+    data = {
+        "station": {"id": station_id, "data_dir": str(data_dir)},
+        "web": {"host": "0.0.0.0", "port": 8443, "tls": True, "kiosk_port": 8080},
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(tomli_w.dumps({"station": {"id": station_id, "data_dir": str(data_dir)}}), encoding="utf-8")
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
     load_config(path)  # the values given are checked before anything else is made
 
 
 def provision(
-    config_path: Path, admin: str, password: str, station_id: str | None = None, data_dir: Path | None = None
+    config_path: Path,
+    admin: str,
+    password: str,
+    station_id: str | None = None,
+    data_dir: Path | None = None,
+    hostnames: list[str] | None = None,
+    csr: bool = False,
 ) -> Provisioned:
     if not config_path.exists():
         if station_id is None:
@@ -54,6 +68,7 @@ def provision(
     except AccountError as exc:
         raise ProvisionError(str(exc)) from None
     public = create_signing_key(config.keys_dir)
+    cert = create_tls_certificate(config.keys_dir, config.station.id, hostnames or [], csr=csr)
     from appliance.station import log_origin  # the log's origin line is the station's to define
 
     db = StateDB(config.state_dir / "state.json")
@@ -75,9 +90,15 @@ def provision(
     try:
         events.append(
             "provisioned",
-            {"station": config.station.id, "version": __version__, "key": fingerprint(public), "admin": admin},
+            {
+                "station": config.station.id,
+                "version": __version__,
+                "key": fingerprint(public),
+                "tls": certificate_fingerprint(cert),
+                "admin": admin,
+            },
         )
         events.append("account_created", {"username": admin, "roles": [Role.ADMIN.value], "by": "provision"})
     finally:
         events.close()
-    return Provisioned(config_path, config.station.id, fingerprint(public), admin)
+    return Provisioned(config_path, config.station.id, fingerprint(public), admin, certificate_fingerprint(cert))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
+from cryptography import x509
 
 from appliance.config import load_config
 from appliance.security.accounts import accounts
 from appliance.state.db import StateDB
-from tests.conftest import signed_in, wait_until, web_client, write_config
+from tests.conftest import free_port, signed_in, wait_until, web_client, write_config
 
 PASSWORD = "a long admin passphrase"
 
@@ -28,7 +31,7 @@ def test_provision_sets_the_first_administrator_once(tmp_path: Path, start_stati
     missing = recterm(*base, stdin=PASSWORD + "\n")
     assert missing.returncode == 1 and "--station-id" in missing.stderr and not config_path.exists()
 
-    new = [*base, "--station-id", "prov-01", "--data-dir", str(tmp_path / "data")]
+    new = [*base, "--station-id", "prov-01", "--data-dir", str(tmp_path / "data"), "--csr"]
     weak = recterm(*new, stdin="short\n")
     assert weak.returncode == 1 and "password" in weak.stderr
 
@@ -37,6 +40,10 @@ def test_provision_sets_the_first_administrator_once(tmp_path: Path, start_stati
     assert "station prov-01 provisioned" in done.stdout and "signing key SHA256:" in done.stdout
     config = load_config(config_path)
     assert (config.keys_dir / "station-signing.pem").stat().st_mode & 0o777 == 0o600
+    assert (config.keys_dir / "station-tls.key").stat().st_mode & 0o777 == 0o600
+    assert (config.web.tls, config.web.port, config.web.kiosk_port) == (True, 8443, 8080)
+    csr = x509.load_pem_x509_csr((config.keys_dir / "station-tls.csr").read_bytes())
+    assert csr.is_signature_valid and csr.subject.rfc4514_string() == "CN=prov-01.local"
     db = StateDB(config.state_dir / "state.json")
     rows = db.call(accounts)
     db.close()
@@ -48,21 +55,31 @@ def test_provision_sets_the_first_administrator_once(tmp_path: Path, start_stati
     again = recterm(*base, stdin=PASSWORD + "\n")
     assert again.returncode == 1 and "administrator already" in again.stderr
 
-    # The station (its devices simulated here) runs with that administrator, and with no other account.
-    cfg = load_config(write_config(tmp_path, world, station={"id": "prov-01", "data_dir": str(tmp_path / "data")}))
+    # The station (its devices simulated here) runs with that administrator, and with no other account:
+    # the UI over HTTPS with the certificate made above, the kiosk's display on loopback HTTP.
+    web = {"host": "127.0.0.1", "port": free_port(), "tls": True, "kiosk_port": free_port()}
+    station_section = {"id": "prov-01", "data_dir": str(tmp_path / "data")}
+    cfg = load_config(write_config(tmp_path, world, station=station_section, web=web))
     station = start_station(serve_web=True, cfg=cfg)
-    url = f"http://127.0.0.1:{cfg.web.port}"
-    wait_until(lambda: _answers(url), 30, "web server")
-    with signed_in(url, "chief", PASSWORD) as admin:
+    url, kiosk_url = f"https://127.0.0.1:{cfg.web.port}", f"http://127.0.0.1:{cfg.web.kiosk_port}"
+    trust = ssl.create_default_context(cafile=str(cfg.keys_dir / "station-tls.crt"))
+    wait_until(lambda: _answers(url, trust), 30, "web server")
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(url + "/api/health")  # self-signed: a client must be given the station's certificate
+    with signed_in(url, "chief", PASSWORD, verify=trust) as admin:
         assert admin.get("/api/accounts").json()[0]["username"] == "chief"
-    with web_client(url) as anyone:
+        cookie = next(c for c in admin.cookies.jar if c.name == "recterm_session")
+        assert cookie.secure and cookie.has_nonstandard_attr("HttpOnly")
+        assert admin.get("/api/health").headers["strict-transport-security"].startswith("max-age=")
+    assert "kiosk" in httpx.get(kiosk_url + "/kiosk").text  # the display's own listener
+    with web_client(url, verify=trust) as anyone:
         for username, password in [("admin", "admin"), ("admin", "password"), ("root", "root"), ("chief", "chief")]:
             assert anyone.post("/api/auth/signin", json={"username": username, "password": password}).status_code == 401
     station.stop()
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, trust: ssl.SSLContext) -> bool:
     try:
-        return httpx.get(url + "/api/health", timeout=2).status_code == 200
+        return httpx.get(url + "/api/health", timeout=2, verify=trust).status_code == 200
     except httpx.HTTPError:
         return False
