@@ -175,6 +175,30 @@ def demo(root: Path, port: int) -> None:
         sim.stop()
 
 
+@main.command()
+@click.option("--central", is_flag=True, help="Print only the central endpoint's URL (exit 1 if none or several).")
+@click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to listen.")
+@click.option("--interface", "interfaces", multiple=True, help="Address of the interface to use (default: all).")
+def discover(central: bool, timeout: float, interfaces: tuple[str, ...]) -> None:
+    """Find stations (and the central endpoint) on the LAN by zeroconf; one JSON object per line."""
+    import json
+
+    from appliance.discovery import CENTRAL_TYPE, STATION_TYPE, discover_central
+    from appliance.discovery import discover as browse
+
+    chosen = list(interfaces) or None
+    if central:
+        url = asyncio.run(discover_central(timeout, chosen))
+        if url is None:
+            raise click.ClickException("no single central endpoint answered")
+        click.echo(url)
+        return
+    for kind, service_type in (("station", STATION_TYPE), ("central", CENTRAL_TYPE)):
+        for found in asyncio.run(browse(service_type, timeout, chosen)):
+            record = {"kind": kind, "url": found.url, "addresses": found.addresses, "txt": found.properties}
+            click.echo(json.dumps(record, ensure_ascii=False))
+
+
 # -- evidence --------------------------------------------------------------------------------------
 
 

@@ -191,6 +191,13 @@ class SecuritySection(_Section):
     kiosk_clients: tuple[IPvAnyAddress, ...] = (IPv4Address("127.0.0.1"), IPv6Address("::1"))
 
 
+class DiscoverySection(_Section):
+    """Zeroconf on the LAN (appliance/discovery.py): advertise the station's HTTPS UI; find the central side."""
+
+    advertise: bool = False
+    interfaces: tuple[IPvAnyAddress, ...] = ()  # empty: every interface (IPv4)
+
+
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -205,6 +212,7 @@ class StationConfig(_Section):
     policy: PolicySection = PolicySection()
     checkout: CheckoutSection = CheckoutSection()
     security: SecuritySection = SecuritySection()
+    discovery: DiscoverySection = DiscoverySection()
     logging: LoggingSection = LoggingSection()
 
     @model_validator(mode="after")

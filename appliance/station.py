@@ -206,6 +206,22 @@ class Station:
             servers.append(server)
         return servers
 
+    async def _advertise(self) -> None:
+        """The station's HTTPS UI on the LAN by zeroconf, until the station stops."""
+        from appliance.discovery import Advertiser, lan_addresses, station_info
+        from provisioning.keys import fingerprint
+
+        interfaces = [str(a) for a in self.config.discovery.interfaces] or None
+        info = station_info(
+            self.config.station.id,
+            __version__,
+            self.config.web.port,
+            lan_addresses(interfaces),
+            fingerprint(self.signing_key.public_key()),
+        )
+        async with Advertiser(info, interfaces):
+            await self._stop.wait()
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -260,6 +276,8 @@ class Station:
             servers = self._web_servers()
             for number, server in enumerate(servers):
                 self._supervise("web" if number == 0 else f"web-{number}", _serve(server))
+        if self.config.discovery.advertise:
+            self._supervise("zeroconf", self._advertise())
         self.state = Lifecycle.RUNNING
         log.info("station running")
         if on_running:
