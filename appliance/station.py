@@ -38,7 +38,7 @@ from devices.badge.base import BadgeReader
 from devices.dock.base import DockBoard, DockBoardError
 from devices.hotplug import make_scanner
 from provisioning.keys import load_signing_key
-from provisioning.tls import TLS_CERT, TLS_KEY
+from provisioning.tls import TLS_CERT, TLS_KEY, rotate_tls_certificate
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class Station:
         self.uploader: Uploader | None = None
         self.badge: BadgeReader | None = None
         self.checkout: CheckoutService | None = None
+        self._servers: list[uvicorn.Server] = []
 
     # -- supervision
     def _supervise(self, name: str, coro: Awaitable[None]) -> None:
@@ -189,7 +190,7 @@ class Station:
             listeners[0] |= {"ssl_keyfile": str(key), "ssl_certfile": str(cert)}
         if web.kiosk_port is not None:
             listeners.append({"host": "127.0.0.1", "port": web.kiosk_port})
-        servers = []
+        servers = self._servers = []
         for listener in listeners:
             server = uvicorn.Server(
                 uvicorn.Config(
@@ -205,6 +206,20 @@ class Station:
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle it
             servers.append(server)
         return servers
+
+    async def rotate_tls_key(self, by: str) -> dict[str, str]:
+        """New TLS key and certificate, in use for every new connection at once; a ``key_rotated`` event
+        links the old certificate to the new one, signed by both keys."""
+        loop = asyncio.get_running_loop()
+        link = await loop.run_in_executor(None, rotate_tls_certificate, self.config.keys_dir, self.config.station.id)
+        key, cert = self.config.keys_dir / TLS_KEY, self.config.keys_dir / TLS_CERT
+        for server in self._servers:
+            context = server.config.ssl  # the listener's live SSLContext: new handshakes get the new pair
+            if context is not None:
+                context.load_cert_chain(str(cert), str(key))
+        body = {k: v for k, v in link.items() if k != "new_cert"} | {"by": by}
+        await loop.run_in_executor(None, self.events.append, "key_rotated", body)
+        return link
 
     async def _advertise(self) -> None:
         """The station's HTTPS UI on the LAN by zeroconf, until the station stops."""

@@ -6,11 +6,13 @@ certificate signing request for the bureau's CA, whose answer replaces ``station
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import ipaddress
 from pathlib import Path
 
+import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -76,3 +78,29 @@ def create_tls_certificate(keys_dir: Path, station_id: str, hostnames: list[str]
 def certificate_fingerprint(cert_path: Path) -> str:
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     return "SHA256:" + hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def rotate_tls_certificate(keys_dir: Path, station_id: str, hostnames: list[str] = ()) -> dict[str, str]:  # type: ignore[assignment]
+    """Replace the TLS key and certificate with new ones. The old certificate is kept under ``retired/``
+    (its private key is destroyed); the returned link, signed by the old key and by the new one, says which
+    key follows which, for the event log."""
+    old_key = serialization.load_pem_private_key((keys_dir / TLS_KEY).read_bytes(), password=None)
+    old_cert_path = keys_dir / TLS_CERT
+    old_fingerprint = certificate_fingerprint(old_cert_path)
+    retired = keys_dir / "retired"
+    retired.mkdir(mode=0o700, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    atomic_write_bytes(retired / f"{stamp}-{TLS_CERT}", old_cert_path.read_bytes(), mode=0o644)
+    (keys_dir / TLS_KEY).unlink()
+    old_cert_path.unlink()
+    new_cert_path = create_tls_certificate(keys_dir, station_id, list(hostnames))
+    new_key = serialization.load_pem_private_key((keys_dir / TLS_KEY).read_bytes(), password=None)
+    link = {"kind": "tls", "station": station_id, "old": old_fingerprint, "new": certificate_fingerprint(new_cert_path)}
+    message = rfc8785.dumps(link)
+    assert isinstance(old_key, ec.EllipticCurvePrivateKey) and isinstance(new_key, ec.EllipticCurvePrivateKey)
+    return link | {
+        "old_sig": base64.b64encode(old_key.sign(message, ec.ECDSA(hashes.SHA256()))).decode(),
+        "new_sig": base64.b64encode(new_key.sign(message, ec.ECDSA(hashes.SHA256()))).decode(),
+        "new_cert": new_cert_path.read_text(),
+        "old_cert": f"retired/{stamp}-{TLS_CERT}",
+    }

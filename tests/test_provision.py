@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import subprocess
@@ -10,11 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+import rfc8785
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.config import load_config
 from appliance.security.accounts import accounts
 from appliance.state.db import StateDB
+from provisioning.tls import certificate_fingerprint
 from tests.conftest import free_port, signed_in, wait_until, web_client, write_config
 
 PASSWORD = "a long admin passphrase"
@@ -72,6 +77,26 @@ def test_provision_sets_the_first_administrator_once(tmp_path: Path, start_stati
         assert cookie.secure and cookie.has_nonstandard_attr("HttpOnly")
         assert admin.get("/api/health").headers["strict-transport-security"].startswith("max-age=")
     assert "kiosk" in httpx.get(kiosk_url + "/kiosk").text  # the display's own listener
+
+    # TLS key rotation: new connections get the new certificate at once; the log links old and new keys.
+    old_pem = (cfg.keys_dir / "station-tls.crt").read_bytes()
+    with signed_in(url, "chief", PASSWORD, verify=trust) as admin:
+        rotated = admin.post("/api/keys/tls/rotate")
+    assert rotated.status_code == 200, rotated.text
+    new_pem = (cfg.keys_dir / "station-tls.crt").read_bytes()
+    assert new_pem != old_pem and certificate_fingerprint(cfg.keys_dir / "station-tls.crt") == rotated.json()["new"]
+    served = ssl.get_server_certificate(("127.0.0.1", cfg.web.port)).encode()
+    assert x509.load_pem_x509_certificate(served) == x509.load_pem_x509_certificate(new_pem)
+    link = [e["body"] for e in map(json.loads, (cfg.log_dir / "entries.jsonl").read_text().splitlines())][-1]
+    statement = rfc8785.dumps({k: link[k] for k in ("kind", "station", "old", "new")})
+    old_key = x509.load_pem_x509_certificate(old_pem).public_key()
+    new_key = x509.load_pem_x509_certificate(new_pem).public_key()
+    old_key.verify(base64.b64decode(link["old_sig"]), statement, ec.ECDSA(hashes.SHA256()))  # raises if forged
+    new_key.verify(base64.b64decode(link["new_sig"]), statement, ec.ECDSA(hashes.SHA256()))
+    assert link["by"] == "chief" and (cfg.keys_dir / link["old_cert"]).read_bytes() == old_pem
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(url + "/api/health", verify=trust)  # a client pinned to the old certificate notices
+    trust = ssl.create_default_context(cafile=str(cfg.keys_dir / "station-tls.crt"))
     with web_client(url, verify=trust) as anyone:
         for username, password in [("admin", "admin"), ("admin", "password"), ("root", "root"), ("chief", "chief")]:
             assert anyone.post("/api/auth/signin", json={"username": username, "password": password}).status_code == 401

@@ -152,4 +152,13 @@ def build_auth_router(station: Station, security: WebSecurity, accounts: Account
             return JSONResponse({"detail": "account.error", "errors": [str(exc)]}, status_code=400)
 
     router.include_router(admin)
+
+    @router.post("/keys/tls/rotate", dependencies=[require(Role.ADMIN)])
+    async def rotate_tls(session: Annotated[Session, Depends(current_session)]) -> dict[str, str]:
+        """A new TLS key now; the event log links the old certificate to the new one."""
+        if not station.config.web.tls:
+            raise HTTPException(409, "keys.error.no_tls")
+        link = await station.rotate_tls_key(session.principal.name)
+        return {"old": link["old"], "new": link["new"]}
+
     return router
