@@ -153,6 +153,22 @@ async def test_lockout_after_failures_and_unlock(station) -> None:
         assert (await sign_in(http, "equip1")).status_code == 200
 
 
+async def test_changing_an_account_ends_its_sessions(station) -> None:
+    app = create_app(station)
+    async with client(app) as admin, client(app, peer=("192.0.2.12", 1)) as user:
+        await sign_in(admin, "chief")
+        await sign_in(user, "equip1")
+        assert (await user.get("/api/ledger")).status_code == 200
+        demoted = await admin.put("/api/accounts/equip1", json={"roles": ["auditor"]}, headers=csrf(admin))
+        assert demoted.json()["roles"] == ["auditor"]
+        assert (await user.get("/api/ledger")).status_code == 401  # the old roles do not live on
+        await sign_in(user, "equip1")
+        assert (
+            await user.put("/api/registry/cameras/ZZZ0001/lock", json={"reason": "x"}, headers=csrf(user))
+        ).status_code == 403
+        assert (await admin.get("/api/auth/me")).status_code == 200  # other accounts' sessions untouched
+
+
 async def test_the_last_administrator_stays(station) -> None:
     async with client(create_app(station)) as admin:
         await sign_in(admin, "chief")

@@ -147,9 +147,12 @@ def build_auth_router(station: Station, security: WebSecurity, accounts: Account
         username: str, body: AccountEdit, session: Annotated[Session, Depends(current_session)]
     ) -> dict[str, Any] | JSONResponse:
         try:
-            return await accounts.update(username, session.principal.name, **body.model_dump(exclude_none=True))
+            changed = await accounts.update(username, session.principal.name, **body.model_dump(exclude_none=True))
         except AccountError as exc:
             return JSONResponse({"detail": "account.error", "errors": [str(exc)]}, status_code=400)
+        if body.model_dump(exclude_none=True).keys() - {"unlock", "name"}:
+            security.sessions.end_all_of(username)  # new roles, password or standing: sign in again
+        return changed
 
     router.include_router(admin)
 

@@ -91,6 +91,13 @@ class SessionStore:
             for listener in self.on_end:
                 listener(session)
 
+    def end_all_of(self, name: str) -> int:
+        """End every session of account ``name`` (its roles, password or standing changed); returns how many."""
+        ids = [k for k, s in self._sessions.items() if not s.kiosk and s.principal.name == name]
+        for key in ids:
+            self.end(key)
+        return len(ids)
+
     def sweep(self) -> None:
         now = self._clock()
         for key in [k for k, s in self._sessions.items() if s.expired(now)]:
