@@ -13,22 +13,24 @@ from pathlib import Path
 import pytest
 
 from appliance import __version__
+from appliance.config import load_config
+from provisioning.keys import fingerprint, load_signing_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_station_and_central_found_in_a_network_namespace() -> None:
+def test_station_and_central_found_in_a_network_namespace(tmp_path: Path) -> None:
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
         pytest.skip("needs root, unshare and ip to make a network namespace")
     run = subprocess.run(
-        ["unshare", "-n", sys.executable, "-m", "tests.netns_zeroconf"],
+        ["unshare", "-n", sys.executable, "-m", "tests.netns_zeroconf", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=ROOT,
     )
     assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result, running = (json.loads(line) for line in run.stdout.strip().splitlines()[-2:])
     assert result["before"][0] == 1 and "no single central endpoint" in result["before"][1]  # nothing yet
     found = {r["kind"]: r for r in result["listing"]}
     assert found.keys() == {"station", "central"}, result
@@ -42,3 +44,11 @@ def test_station_and_central_found_in_a_network_namespace() -> None:
     }
     assert station["url"] == "https://127.0.0.1:8443/" and station["addresses"] == ["127.0.0.1"]
     assert result["central"][:2] == [0, "https://127.0.0.1:9443/api/v1/"]
+
+    # A running station advertises itself: its id, version and signing key fingerprint, on its web port.
+    (advertised,) = running["running_station"]
+    assert advertised["kind"] == "station" and advertised["txt"]["id"] == "test-station"
+    assert advertised["txt"]["version"] == __version__ and advertised["txt"]["key"].startswith("SHA256:")
+    config = load_config(tmp_path / "station.toml")
+    assert advertised["txt"]["key"] == fingerprint(load_signing_key(config.keys_dir).public_key())
+    assert advertised["url"] == f"https://127.0.0.1:{config.web.port}/"
