@@ -52,8 +52,10 @@ def service_info(
     )
 
 
-def station_info(station_id: str, version: str, port: int, addresses: list[str], key: str) -> AsyncServiceInfo:
-    properties = {"id": station_id, "version": version, "scheme": "https", "path": "/", "key": key}
+def station_info(
+    station_id: str, version: str, port: int, addresses: list[str], key: str, scheme: str = "https"
+) -> AsyncServiceInfo:
+    properties = {"id": station_id, "version": version, "scheme": scheme, "path": "/", "key": key}
     return service_info(STATION_TYPE, station_id, port, addresses, properties)
 
 

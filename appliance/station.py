@@ -233,6 +233,7 @@ class Station:
             self.config.web.port,
             lan_addresses(interfaces),
             fingerprint(self.signing_key.public_key()),
+            "https" if self.config.web.tls else "http",
         )
         async with Advertiser(info, interfaces):
             await self._stop.wait()

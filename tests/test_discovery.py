@@ -51,4 +51,4 @@ def test_station_and_central_found_in_a_network_namespace(tmp_path: Path) -> Non
     assert advertised["txt"]["version"] == __version__ and advertised["txt"]["key"].startswith("SHA256:")
     config = load_config(tmp_path / "station.toml")
     assert advertised["txt"]["key"] == fingerprint(load_signing_key(config.keys_dir).public_key())
-    assert advertised["url"] == f"https://127.0.0.1:{config.web.port}/"
+    assert advertised["url"] == f"http://127.0.0.1:{config.web.port}/"  # this one serves no TLS: it says so
