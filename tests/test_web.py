@@ -109,3 +109,28 @@ def test_dashboard_updates_live_in_chromium(world: SimWorld, sim_server: SimServ
 
     sim_server.undock(3)
     page.wait_for_selector("#bay-3[data-state=empty]", timeout=30_000)
+
+
+def test_badge_swipes_reach_the_kiosk_display_only(tmp_path, world, start_station) -> None:
+    from appliance.config import load_config
+    from tests.conftest import signed_in, write_config
+
+    # The display is elsewhere here, so this loopback client is just a signed-in member of staff.
+    config = load_config(write_config(tmp_path, world, security={"kiosk_clients": ["192.0.2.99"]}))
+    station = start_station(serve_web=True, cfg=config)
+    add_account(station, "equip1", "equipment")
+    url = base_url(station)
+    with signed_in(url, "equip1") as staff, staff.stream("GET", "/api/events/stream") as stream:
+        seen = []
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                seen.append(line.split(":", 1)[1].strip())
+                if seen[-1] == "snapshot":
+                    bus = station.station.bus
+                    bus.publish("badge", {"card": "CARD110001"})
+                    bus.publish("checkin", {"assignment": "x", "camera": "CAMX", "bay": 1})
+                if seen[-1] == "checkin":
+                    break
+    assert seen == ["snapshot", "checkin"]  # the swipe between them was not sent
+    with httpx.Client(base_url=url) as anonymous:
+        assert anonymous.get("/api/events/stream").status_code == 401  # not the display: no board either

@@ -119,8 +119,10 @@ def create_app(station: Station) -> FastAPI:
         return catalogue(lang)
 
     @app.get("/api/events/stream", response_class=EventSourceResponse, dependencies=[board])
-    async def stream() -> AsyncIterator[ServerSentEvent]:
-        """Live bay updates: a snapshot first, then each change. Ends when the station stops."""
+    async def stream(request: Request) -> AsyncIterator[ServerSentEvent]:
+        """Live bay updates: a snapshot first, then each change. Ends when the station stops. Badge swipes go
+        to the kiosk's display only: a card number identifies an officer there."""
+        on_display = security.on_display(request)
         service = bays()
         bus = station.bus
         assert bus is not None
@@ -131,7 +133,8 @@ def create_app(station: Station) -> FastAPI:
             )
             while (item := await queue.get()) is not None:
                 topic, data = item
-                yield ServerSentEvent(event=topic, data=data)
+                if topic != "badge" or on_display:
+                    yield ServerSentEvent(event=topic, data=data)
         finally:
             bus.unsubscribe(queue)
 
