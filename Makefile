@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 
 # Debian packages the simulator and the tests use: real FAT32/exFAT tools, FUSE, ffmpeg for real MP4s,
 # Chromium for the browser tests, CJK fonts so the kiosk's Chinese renders in screenshots.
-DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux ffmpeg chromium fonts-noto-cjk
+# iproute2 (with util-linux unshare): the zeroconf test builds its own network namespace.
+DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux ffmpeg chromium fonts-noto-cjk iproute2
 
 .PHONY: demo test lint deps venv clean
 
