@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 
 # Debian packages the simulator and the tests use: real FAT32/exFAT tools, FUSE, ffmpeg for real MP4s,
 # Chromium for the browser tests, CJK fonts so the kiosk's Chinese renders in screenshots, a one-node Ceph
-# cluster with radosgw (scripts/ceph-rgw.sh) as the real S3 server with Object Lock, curl for its readiness check.
+# cluster with radosgw (scripts/ceph-rgw.sh) as the real S3 server with Object Lock, curl for its readiness check,
+# iproute2 (with util-linux unshare): the zeroconf test builds its own network namespace.
 DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux ffmpeg chromium fonts-noto-cjk \
-	ceph-mon ceph-osd radosgw curl
+	ceph-mon ceph-osd radosgw curl iproute2
 
 .PHONY: demo test lint deps venv clean
 

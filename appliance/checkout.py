@@ -145,6 +145,11 @@ class CheckoutService:
             raise CheckoutRefused("checkout.error.ticket", 400)
         return held.police_no
 
+    def revoke(self, tickets: list[str]) -> None:
+        """Drop tickets whose kiosk session ended (the officers walked away or signed out)."""
+        for ticket in tickets:
+            self._tickets.pop(ticket, None)
+
     def _expire_tickets(self) -> None:
         now = time.monotonic()
         for key in [k for k, t in self._tickets.items() if t.expires < now]:

@@ -107,6 +107,42 @@ def config_check(config_path: Path | None) -> None:
 
 
 @main.command()
+@config_option
+@click.option("--admin", required=True, help="User name of the first administrator.")
+@click.option("--station-id", help="Station id, when the config file does not exist yet (it is then written).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory for a new config.")
+@click.option("--password-stdin", is_flag=True, help="Read the administrator's password from stdin (one line).")
+@click.option("--hostname", "hostnames", multiple=True, help="Extra name or address for the TLS certificate.")
+@click.option("--csr", is_flag=True, help="Also write a CSR (keys/station-tls.csr) for the bureau's CA.")
+def provision(
+    config_path: Path | None,
+    admin: str,
+    station_id: str | None,
+    data_dir: Path | None,
+    password_stdin: bool,
+    hostnames: tuple[str, ...],
+    csr: bool,
+) -> None:
+    """Enrol this station: config, signing key, the first administrator. No default credentials exist."""
+    from provisioning.provision import ProvisionError
+    from provisioning.provision import provision as run_provision
+
+    if config_path is None:
+        raise click.ClickException("name the config file: --config FILE (or RECTERM_CONFIG)")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt(f"password for {admin}", hide_input=True, confirmation_prompt=True)
+    try:
+        done = run_provision(config_path, admin, password, station_id, data_dir, list(hostnames), csr)
+    except (ProvisionError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"station {done.station} provisioned; administrator {done.admin}")
+    click.echo(f"signing key {done.fingerprint}  (register it on the central side)")
+    click.echo(f"TLS certificate {done.tls_fingerprint}  (compare it when a browser first asks)")
+
+
+@main.command()
 @click.option("--dir", "root", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
 def demo(root: Path, port: int) -> None:
@@ -114,10 +150,11 @@ def demo(root: Path, port: int) -> None:
     from appliance.station import Station
     from devices.sim.server import SimServer
     from devices.sim.world import SimWorld
-    from provisioning.demo import provision_demo
+    from provisioning.demo import print_demo_accounts, provision_demo
 
     setup_logging("INFO")
     config_path = provision_demo(root, web_port=port)
+    print_demo_accounts(click.echo)
     config = _load(config_path)
     assert config.devices.sim_world is not None
     sim = SimServer(SimWorld(config.devices.sim_world))
@@ -136,6 +173,30 @@ def demo(root: Path, port: int) -> None:
         )
     finally:
         sim.stop()
+
+
+@main.command()
+@click.option("--central", is_flag=True, help="Print only the central endpoint's URL (exit 1 if none or several).")
+@click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to listen.")
+@click.option("--interface", "interfaces", multiple=True, help="Address of the interface to use (default: all).")
+def discover(central: bool, timeout: float, interfaces: tuple[str, ...]) -> None:
+    """Find stations (and the central endpoint) on the LAN by zeroconf; one JSON object per line."""
+    import json
+
+    from appliance.discovery import CENTRAL_TYPE, STATION_TYPE, discover_central
+    from appliance.discovery import discover as browse
+
+    chosen = list(interfaces) or None
+    if central:
+        url = asyncio.run(discover_central(timeout, chosen))
+        if url is None:
+            raise click.ClickException("no single central endpoint answered")
+        click.echo(url)
+        return
+    for kind, service_type in (("station", STATION_TYPE), ("central", CENTRAL_TYPE)):
+        for found in asyncio.run(browse(service_type, timeout, chosen)):
+            record = {"kind": kind, "url": found.url, "addresses": found.addresses, "txt": found.properties}
+            click.echo(json.dumps(record, ensure_ascii=False))
 
 
 # -- evidence --------------------------------------------------------------------------------------

@@ -13,11 +13,12 @@ import tomllib
 from collections.abc import Mapping
 from datetime import time
 from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "RECTERM_"
 
@@ -40,6 +41,17 @@ class StationSection(_Section):
 class WebSection(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    # HTTPS on host:port with the station certificate made at provisioning (keys/station-tls.*). The LAN UI
+    # must use it; only a UI on loopback alone (the demo) may go without.
+    tls: bool = False
+    # A second, plain-HTTP listener on loopback for the kiosk's own display (None: no second listener).
+    kiosk_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+    @model_validator(mode="after")
+    def _lan_needs_tls(self) -> WebSection:
+        if not self.tls and self.host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(f"web.host {self.host} is reachable from the LAN: set web.tls = true (HTTPS)")
+        return self
 
 
 class DeviceBackend(StrEnum):
@@ -197,6 +209,32 @@ class CheckoutSection(_Section):
     latch_pulse_s: Annotated[float, Field(gt=0, le=5)] = 0.5
 
 
+class SecuritySection(_Section):
+    """Sign-in, sessions and request limits (issue 8). Times in seconds."""
+
+    session_idle_s: Annotated[float, Field(gt=0, le=86400)] = 1800.0  # a staff session ends after this idle
+    session_max_s: Annotated[float, Field(gt=0, le=86400)] = 8 * 3600.0  # and after this, however busy
+    kiosk_idle_s: Annotated[float, Field(gt=0, le=3600)] = 120.0  # an officer at the kiosk walks away
+    lockout_after: Annotated[int, Field(ge=1, le=100)] = 5  # failed sign-ins in a row lock the account
+    lockout_s: Annotated[float, Field(ge=0, le=86400)] = 900.0
+    slowdown_s: Annotated[float, Field(ge=0, le=10)] = 0.5  # first delay after a failure; doubles each time
+    slowdown_max_s: Annotated[float, Field(ge=0, le=60)] = 8.0
+    signin_per_minute: Annotated[int, Field(ge=1, le=10000)] = 10  # per client address
+    identify_per_minute: Annotated[int, Field(ge=1, le=10000)] = 30  # kiosk identifications, per address
+    grant_max_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 72.0  # longest access grant a supervisor gives
+    max_body_bytes: Annotated[int, Field(ge=1024, le=2**30)] = 3 * 2**20  # the CSV import takes 2 MiB
+    # Addresses whose requests count as the kiosk's own display. Loopback only unless a site mounts the
+    # display elsewhere (a thin client on a point-to-point link).
+    kiosk_clients: tuple[IPvAnyAddress, ...] = (IPv4Address("127.0.0.1"), IPv6Address("::1"))
+
+
+class DiscoverySection(_Section):
+    """Zeroconf on the LAN (appliance/discovery.py): advertise the station's HTTPS UI; find the central side."""
+
+    advertise: bool = False
+    interfaces: tuple[IPvAnyAddress, ...] = ()  # empty: every interface (IPv4)
+
+
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -228,6 +266,8 @@ class StationConfig(_Section):
     policy: PolicySection = PolicySection()
     health: HealthSection = HealthSection()
     checkout: CheckoutSection = CheckoutSection()
+    security: SecuritySection = SecuritySection()
+    discovery: DiscoverySection = DiscoverySection()
     logging: LoggingSection = LoggingSection()
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import uvicorn
 
 from appliance import __version__
+from appliance.access import AccessService
 from appliance.alarms import AlarmBoard
 from appliance.bays import BayService
 from appliance.bus import Broadcaster
@@ -37,12 +38,14 @@ from appliance.health.monitor import HealthMonitor, make_health_monitor
 from appliance.offload import Offloader
 from appliance.policy import PolicyProfile, load_profile
 from appliance.records import RecordsService
+from appliance.security.accounts import AccountService
 from appliance.state.db import StateDB
 from appliance.store import LocalStore
 from devices.badge.base import BadgeReader
 from devices.dock.base import DockBoard, DockBoardError
 from devices.hotplug import make_scanner
 from provisioning.keys import load_signing_key
+from provisioning.tls import TLS_CERT, TLS_KEY, rotate_tls_certificate
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,8 @@ class Station:
             raise StationError(
                 f"no station signing key in {config.keys_dir}: provision the station first (recterm provision)"
             ) from None
+        if config.web.tls and not (config.keys_dir / TLS_CERT).exists():
+            raise StationError(f"web.tls is set but {config.keys_dir} holds no certificate: recterm provision")
         self.db = StateDB(config.state_dir / "state.json")
         self.events = EventLog(
             config.log_dir,
@@ -91,6 +96,16 @@ class Station:
             buffer_size=config.offload.buffer_kib * 1024,
             reserve_bytes=int(config.offload.reserve_gib * 2**30),
             sm3=self.policy.integrity.sm3.value,
+        )
+        self.accounts = AccountService(self.db, self.events, config.security)
+        self.access = AccessService(
+            self.db,
+            self.events,
+            self.store,
+            config.station.id,
+            self.signing_key.public_key(),
+            config.security.grant_max_hours,
+            config.run_dir,
         )
         self.offloader = Offloader(
             self.store,
@@ -114,6 +129,7 @@ class Station:
         self.health: HealthMonitor | None = None
         self.checkout: CheckoutService | None = None
         self.records: RecordsService | None = None
+        self._servers: list[uvicorn.Server] = []
 
     # -- supervision
     def _supervise(self, name: str, coro: Awaitable[None]) -> None:
@@ -206,6 +222,71 @@ class Station:
         else:
             self.alarms.clear("upload_deadline")
 
+    def _web_servers(self) -> list[uvicorn.Server]:
+        """The web UI on host:port (HTTPS with the station certificate when web.tls), and, when configured,
+        a plain-HTTP listener on loopback for the kiosk's display. Both serve the same app."""
+        from web_ui.app import create_app
+
+        app = create_app(self)
+        web = self.config.web
+        listeners: list[dict[str, object]] = [{"host": web.host, "port": web.port}]
+        if web.tls:
+            key, cert = self.config.keys_dir / TLS_KEY, self.config.keys_dir / TLS_CERT
+            if not (key.exists() and cert.exists()):
+                raise StationError(
+                    f"web.tls is set but there is no certificate in {self.config.keys_dir}: recterm provision"
+                )
+            listeners[0] |= {"ssl_keyfile": str(key), "ssl_certfile": str(cert)}
+        if web.kiosk_port is not None:
+            listeners.append({"host": "127.0.0.1", "port": web.kiosk_port})
+        servers = self._servers = []
+        for listener in listeners:
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="on",
+                    timeout_graceful_shutdown=5,
+                    server_header=False,  # nothing about the software to whoever asks
+                    **listener,  # type: ignore[arg-type]
+                )
+            )
+            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle it
+            servers.append(server)
+        return servers
+
+    async def rotate_tls_key(self, by: str) -> dict[str, str]:
+        """New TLS key and certificate, in use for every new connection at once; a ``key_rotated`` event
+        links the old certificate to the new one, signed by both keys."""
+        loop = asyncio.get_running_loop()
+        link = await loop.run_in_executor(None, rotate_tls_certificate, self.config.keys_dir, self.config.station.id)
+        key, cert = self.config.keys_dir / TLS_KEY, self.config.keys_dir / TLS_CERT
+        for server in self._servers:
+            context = server.config.ssl  # the listener's live SSLContext: new handshakes get the new pair
+            if context is not None:
+                context.load_cert_chain(str(cert), str(key))
+        body = {k: v for k, v in link.items() if k != "new_cert"} | {"by": by}
+        await loop.run_in_executor(None, self.events.append, "key_rotated", body)
+        return link
+
+    async def _advertise(self) -> None:
+        """The station's HTTPS UI on the LAN by zeroconf, until the station stops."""
+        from appliance.discovery import Advertiser, lan_addresses, station_info
+        from provisioning.keys import fingerprint
+
+        interfaces = [str(a) for a in self.config.discovery.interfaces] or None
+        info = station_info(
+            self.config.station.id,
+            __version__,
+            self.config.web.port,
+            lan_addresses(interfaces),
+            fingerprint(self.signing_key.public_key()),
+            "https" if self.config.web.tls else "http",
+        )
+        async with Advertiser(info, interfaces):
+            await self._stop.wait()
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -268,22 +349,13 @@ class Station:
             self.uploader.on_alert = self._upload_alert
             self.uploader.keeper = LocalKeeper(self.store, central, self.db, self.events, self.policy).run_once
             self._supervise("upload", self.uploader.run(interval_s=2.0))
+        servers: list[uvicorn.Server] = []
         if serve_web:
-            from web_ui.app import create_app
-
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    create_app(self),
-                    host=self.config.web.host,
-                    port=self.config.web.port,
-                    log_config=None,
-                    access_log=False,
-                    lifespan="on",
-                    timeout_graceful_shutdown=5,
-                )
-            )
-            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle it
-            self._supervise("web", _serve(server))
+            servers = self._web_servers()
+            for number, server in enumerate(servers):
+                self._supervise("web" if number == 0 else f"web-{number}", _serve(server))
+        if self.config.discovery.advertise:
+            self._supervise("zeroconf", self._advertise())
         self.state = Lifecycle.RUNNING
         log.info("station running")
         if on_running:
@@ -295,10 +367,10 @@ class Station:
             log.info("station stopping")
             scanner.close()
             self.bus.close()
-            if serve_web:
+            for server in servers:
                 server.should_exit = True
             for task in self._tasks:
-                if task.get_name() != "web":
+                if not task.get_name().startswith("web"):
                     task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await loop.run_in_executor(None, self.bays.close)

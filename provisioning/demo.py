@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import tomllib
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from tinydb import TinyDB
 from appliance import inventory
 from appliance.config import load_config
 from appliance.pins import hash_pin
+from appliance.security.accounts import add_account
+from appliance.security.scrypt import hash_secret
 from appliance.state.db import StateDB
 from devices.sim.world import SimWorld
 from provisioning.keys import create_signing_key, fingerprint
@@ -50,6 +53,17 @@ CAMERAS = [
 UNREGISTERED = ("ZFYX999", "vfat", 1, 8, 50)
 
 
+# The demo's staff accounts (README lists them; `make demo` prints them). Demo only: a real station has no
+# account until `recterm provision` registers its first administrator.
+DEMO_ACCOUNTS = [
+    ("admin", ["admin"], "demo-admin-pass", None),
+    ("equipment", ["equipment"], "demo-equipment-pass", None),
+    ("supervisor", ["supervisor"], "demo-supervisor-pass", None),
+    ("auditor", ["auditor"], "demo-auditor-pass", None),
+    ("officer110001", ["officer"], "demo-officer-pass", "110001"),
+]
+
+
 def demo_card(police_no: str) -> str:
     """The demo's badge card ids (README lists them): CARD plus the police number."""
     return f"CARD{police_no}"
@@ -81,6 +95,13 @@ def write_demo_profile(path: Path) -> None:
 def port_for(bay: int) -> str:
     # The demo's dock wiring: bay n hangs on port n of the hub on root port 1.
     return f"1-1.{bay}"
+
+
+def print_demo_accounts(echo: Callable[[str], None]) -> None:
+    echo("demo staff accounts (sign in at /login; the kiosk at /kiosk needs none):")
+    for username, roles, password, police_no in DEMO_ACCOUNTS:
+        linked = f", officer {police_no}" if police_no else ""
+        echo(f"  {username:14} {password:22} {', '.join(roles)}{linked}")
 
 
 def provision_demo(root: Path, web_port: int = 8080) -> Path:
@@ -142,6 +163,9 @@ def provision_demo(root: Path, web_port: int = 8080) -> Path:
                     role="equipment" if police_no == EQUIPMENT_OFFICER else "officer",
                     pin_hash=hash_pin(demo_pin(police_no)),
                 )
+            for username, roles, password, police_no in DEMO_ACCOUNTS:
+                row = {"username": username, "roles": roles, "police_no": police_no}
+                add_account(tdb, row | {"password_hash": hash_secret(password)})
 
         db.call(seed)
     finally:

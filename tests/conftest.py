@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import tomli_w
 
@@ -148,6 +149,49 @@ def register_officers(config: StationConfig, *rows: dict[str, object]) -> None:
             db.call(lambda tdb, r=row, f=fields: inventory.upsert_officer(tdb, str(r["police_no"]), **f))
     finally:
         db.close()
+
+
+STAFF_PASSWORD = "correct horse battery"  # every test account's password
+
+
+class PageClient(httpx.Client):
+    """An HTTP client that behaves as the station's pages do: it picks up the CSRF cookie (from its first
+    response) and repeats it in the X-CSRF-Token header of every state-changing request."""
+
+    def __init__(self, base_url: str, sign_in: tuple[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(base_url=base_url, timeout=kwargs.pop("timeout", 30), **kwargs)
+        self.event_hooks["request"] = [self._add_csrf]
+        self._sign_in = sign_in
+
+    def _add_csrf(self, request: httpx.Request) -> None:
+        if request.method in ("POST", "PUT", "PATCH", "DELETE") and "x-csrf-token" not in request.headers:
+            token = self.cookies.get("recterm_csrf")
+            if token:
+                request.headers["X-CSRF-Token"] = token
+
+    def __enter__(self) -> PageClient:
+        super().__enter__()
+        if "recterm_csrf" not in self.cookies:
+            self.get("/api/health")  # the first response hands out the CSRF cookie
+        if self._sign_in:
+            username, password = self._sign_in
+            response = self.post("/api/auth/signin", json={"username": username, "password": password})
+            assert response.status_code == 200, response.text
+        return self
+
+
+def web_client(base_url: str, **kwargs: Any) -> PageClient:
+    return PageClient(base_url, **kwargs)
+
+
+def add_account(station: RunningStation, username: str, *roles: str, police_no: str | None = None) -> None:
+    accounts = station.station.accounts
+    station.call(accounts.create(username, STAFF_PASSWORD, list(roles), by="test", police_no=police_no))
+
+
+def signed_in(base_url: str, username: str, password: str = STAFF_PASSWORD, **kwargs: Any) -> PageClient:
+    """A client that signs in as ``username`` when entered (``with signed_in(...) as http``)."""
+    return PageClient(base_url, sign_in=(username, password), **kwargs)
 
 
 class RunningStation:

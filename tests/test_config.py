@@ -92,7 +92,8 @@ def test_simulated_backend_needs_a_world(tmp_path: Path) -> None:
 
 def test_config_show_prints_the_effective_config(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
-    result = CliRunner().invoke(main, ["config", "show", "--config", str(path)], env={"RECTERM_WEB__HOST": "0.0.0.0"})
+    lan = {"RECTERM_WEB__HOST": "0.0.0.0", "RECTERM_WEB__TLS": "true"}
+    result = CliRunner().invoke(main, ["config", "show", "--config", str(path)], env=lan)
     assert result.exit_code == 0, result.output
     assert 'id = "st-01"' in result.output
     assert 'host = "0.0.0.0"' in result.output
@@ -136,3 +137,10 @@ def test_bay_map_needs_pins_when_gpio_is_enabled(tmp_path: Path) -> None:
 def test_a_board_on_real_hardware_needs_its_port(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"devices\.dock_board: Value error, backend = 'real' needs url"):
         load_config(write(tmp_path, GOOD + '\n[devices.dock_board]\nbackend = "real"\n'), environ={})
+
+
+def test_a_lan_listener_needs_tls(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    with pytest.raises(ConfigError, match=r"reachable from the LAN: set web\.tls = true"):
+        load_config(path, environ={"RECTERM_WEB__HOST": "0.0.0.0"})
+    assert load_config(path, environ={"RECTERM_WEB__HOST": "0.0.0.0", "RECTERM_WEB__TLS": "true"}).web.tls

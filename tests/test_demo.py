@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from provisioning.demo import demo_card, demo_pin
-from tests.conftest import free_port, wait_until
+from provisioning.demo import DEMO_ACCOUNTS, demo_card, demo_pin
+from tests.conftest import free_port, signed_in, wait_until, web_client
 
 
 def start_demo(root: Path, port: int) -> subprocess.Popen[bytes]:
@@ -54,19 +54,26 @@ def test_demo_serves_a_simulated_station_and_stops_cleanly(tmp_path: Path) -> No
         assert board[8]["state"] == "unauthorised"
         assert board[4]["state"] == "empty"
         assert sum(b["progress"]["files_total"] for b in board.values() if b["progress"]) == 4 + 3 + 5 + 2
-        assert "执法记录仪采集站" in httpx.get(f"http://127.0.0.1:{port}/").text
-        # The README's demo cards and PINs check a camera out (the demo profile fits 128 MiB cameras).
-        api = f"http://127.0.0.1:{port}/api"
-        wait_until(lambda: httpx.get(f"{api}/checkout/proposal").json()["candidates"], 120, "a ready camera")
-        first = httpx.post(f"{api}/checkout/identify", json={"card": demo_card("110001")}).json()["ticket"]
-        second = httpx.post(f"{api}/checkout/identify", json={"police_no": "110002", "pin": demo_pin("110002")})
-        taken = httpx.post(f"{api}/checkout", json={"tickets": [first, second.json()["ticket"]]}, timeout=30)
-        assert taken.status_code == 200, taken.text
-        assert taken.json()["camera"] == "ZFY0004"  # bay 5, the best charged (95 %, the gate asks 80 %)
+        # The README's demo accounts sign in; its cards and PINs check a camera out (the demo profile fits
+        # 128 MiB cameras).
+        web = f"http://127.0.0.1:{port}"
+        for username, _, password, _ in DEMO_ACCOUNTS:
+            with signed_in(web, username, password) as staff:
+                assert staff.get("/api/auth/me").json()["username"] == username
+        with signed_in(web, "admin", "demo-admin-pass") as admin:
+            assert "执法记录仪采集站" in admin.get("/").text
+        with web_client(web) as kiosk:
+            first = kiosk.post("/api/checkout/identify", json={"card": demo_card("110001")}).json()["ticket"]
+            wait_until(lambda: len(kiosk.get("/api/checkout/proposal").json()["candidates"]) == 4, 120, "ready cameras")
+            second = kiosk.post("/api/checkout/identify", json={"police_no": "110002", "pin": demo_pin("110002")})
+            taken = kiosk.post("/api/checkout", json={"tickets": [first, second.json()["ticket"]]})
+            assert taken.status_code == 200, taken.text
+            assert taken.json()["camera"] == "ZFY0004"  # bay 5, the best charged (95 %, the gate asks 80 %)
     finally:
         out = stop(proc)
     assert proc.returncode == 0, out
     assert "station stopped" in out
+    assert "demo-admin-pass" in out  # `make demo` prints the demo accounts
     assert (root / "data" / "keys" / "station-signing.pem").stat().st_mode & 0o777 == 0o600
     config_before = (root / "station.toml").read_bytes()
 

@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.alarms import AlarmBoard
@@ -19,6 +18,7 @@ from devices.dock.base import ChannelStatus, ChargeState
 from devices.sim.server import SimServer
 from devices.sim.world import SimWorld
 from tests.conftest import register_cameras, wait_until, write_config
+from tests.test_kiosk import staff
 
 
 class Clock:
@@ -122,17 +122,17 @@ def test_a_docked_camera_that_stops_answering_is_reported_by_the_station(
     world.create_camera("CAMHLT1", fs_type="vfat", size_mib=40, clips=1, battery_pct=50)
     register_cameras(config, "CAMHLT1")
     station = start_station(serve_web=True, cfg=config)
-    base = f"http://127.0.0.1:{config.web.port}"
+    http = staff(station).__enter__()  # equipment staff, signed in to the LAN UI (closed at the end)
+    request = http.get
 
     def health_alarms() -> set[str]:  # other alarms (e.g. the calendar's) are not this test's business
-        return {a["key"] for a in httpx.get(f"{base}/api/alarms").json() if a["key"].startswith("health:")}
+        return {a["key"] for a in request("/api/alarms").json() if a["key"].startswith("health:")}
 
     sim_server.dock("CAMHLT1", 1)
     station.wait_bay(1, "ready")
     wait_until(
         lambda: (
-            {r["check"]: r["status"] for r in httpx.get(f"{base}/api/health/checks").json()}.get("camera_unresponsive")
-            == "ok"
+            {r["check"]: r["status"] for r in request("/api/health/checks").json()}.get("camera_unresponsive") == "ok"
         ),
         20,
         "health verdicts",
@@ -143,9 +143,10 @@ def test_a_docked_camera_that_stops_answering_is_reported_by_the_station(
     camera.fault = "mute"
     world.save(camera)
     wait_until(lambda: health_alarms() == {"health:camera_unresponsive"}, 60, "silent camera alarm")
-    checks = {r["check"]: r for r in httpx.get(f"{base}/api/health/checks").json()}
+    checks = {r["check"]: r for r in request("/api/health/checks").json()}
     assert checks["camera_unresponsive"]["status"] == "fail"
     assert "1" in checks["camera_unresponsive"]["details"]["silent_s"]
     assert "throttling" not in checks  # a simulated station has no Pi firmware to ask
     sim_server.undock(1)  # the camera leaves: nothing left to be silent
     wait_until(lambda: health_alarms() == set(), 20, "alarm cleared")
+    http.__exit__(None, None, None)

@@ -12,7 +12,7 @@ import pytest
 from appliance import inventory
 from devices.sim.server import SimServer
 from devices.sim.world import SimWorld
-from tests.conftest import register_officers, wait_until
+from tests.conftest import STAFF_PASSWORD, add_account, register_officers, signed_in, wait_until, web_client
 from tests.test_checkout import GATE_CASES, A, B, C, ready, setup
 from tests.test_web import ARTIFACTS, base_url, browser  # noqa: F401  (browser is a fixture)
 from web_ui.i18n import catalogue
@@ -34,8 +34,16 @@ def web_up(station) -> None:
 
 
 def client(station) -> httpx.Client:
+    """The kiosk display (loopback): officers identify here."""
     web_up(station)
-    return httpx.Client(base_url=base_url(station), timeout=30)
+    return web_client(base_url(station))
+
+
+def staff(station, username: str = "equip1") -> httpx.Client:
+    """Equipment staff signed in to the LAN UI."""
+    web_up(station)
+    add_account(station, username, "equipment")
+    return signed_in(base_url(station), username)
 
 
 def card_ticket(http: httpx.Client, police_no: str) -> str:
@@ -64,7 +72,8 @@ def test_api_pair_rule(tmp_path, world, sim_server, start_station) -> None:
         pair = http.post("/api/checkout", json={"tickets": [one, card_ticket(http, B)]})
         assert pair.status_code == 200, pair.text
         assert pair.json()["camera"] == "CAMAPI1" and [o["police_no"] for o in pair.json()["officers"]] == [A, B]
-        assert [a["id"] for a in http.get("/api/assignments/open").json()] == [pair.json()["id"]]
+        with staff(station) as desk:
+            assert [a["id"] for a in desk.get("/api/assignments/open").json()] == [pair.json()["id"]]
         assert world.load("CAMAPI1").officer["police_no"] == A
 
 
@@ -72,7 +81,7 @@ def test_api_one_camera_per_officer_and_ledger(tmp_path, world, sim_server, star
     config = setup(tmp_path, world, {"CAMONE1": {"battery_pct": 90}, "CAMONE2": {"battery_pct": 90}})
     station = start_station(cfg=config, serve_web=True)
     ready(station, sim_server, {"CAMONE1": 1, "CAMONE2": 2})
-    with client(station) as http:
+    with client(station) as http, staff(station) as desk:
         first = http.post("/api/checkout", json={"tickets": [card_ticket(http, A), card_ticket(http, B)]}).json()
         again = http.post("/api/checkout", json={"tickets": [card_ticket(http, C), card_ticket(http, A)]})
         assert again.status_code == 409
@@ -81,31 +90,31 @@ def test_api_one_camera_per_officer_and_ledger(tmp_path, world, sim_server, star
         assert http.post("/api/checkout/identify", json={"card": f"CARD{B}"}).json()["holding"] == first["camera"]
 
         sim_server.undock(first["bay"])
-        wait_until(lambda: http.get("/api/ledger").json()[0]["status"] == "out", 20, "taken")
+        wait_until(lambda: desk.get("/api/ledger").json()[0]["status"] == "out", 20, "taken")
         sim_server.dock(first["camera"], 3)  # back: A may take a camera again
-        wait_until(lambda: http.get("/api/ledger").json()[0]["status"] == "returned", 20, "check-in")
+        wait_until(lambda: desk.get("/api/ledger").json()[0]["status"] == "returned", 20, "check-in")
         station.wait_bay(3, "ready")
         wait_until(lambda: station.station.bays.offload_done(3), 60, "freed")
         second = http.post("/api/checkout", json={"tickets": [card_ticket(http, C), card_ticket(http, A)]})
         assert second.status_code == 200, second.text
 
-        mine = http.get("/api/ledger", params={"officer": A}).json()
+        mine = desk.get("/api/ledger", params={"officer": A}).json()
         assert [r["id"] for r in mine] == [first["id"], second.json()["id"]]
-        assert [r["id"] for r in http.get("/api/ledger", params={"officer": C}).json()] == [second.json()["id"]]
-        assert http.get("/api/ledger", params={"since": "2000-01-01", "until": "2000-12-31"}).json() == []
-        exported = http.get("/api/ledger.csv", params={"officer": B})
+        assert [r["id"] for r in desk.get("/api/ledger", params={"officer": C}).json()] == [second.json()["id"]]
+        assert desk.get("/api/ledger", params={"since": "2000-01-01", "until": "2000-12-31"}).json() == []
+        exported = desk.get("/api/ledger.csv", params={"officer": B})
         assert exported.headers["content-type"].startswith("text/csv")
         lines = exported.text.lstrip("\ufeff").splitlines()
         assert lines[0].startswith("assignment,camera,bay,police_no") and len(lines) == 2
         assert f"{A};{B}" in lines[1] and ",returned" in lines[1]
-        assert http.get("/api/ledger", params={"since": "not-a-date"}).status_code == 422
+        assert desk.get("/api/ledger", params={"since": "not-a-date"}).status_code == 422
 
 
 def test_api_fleet_ratio_report(tmp_path, world, sim_server, start_station) -> None:
     config = setup(tmp_path, world, {"CAMRAT1": {}, "CAMRAT2": {"registry": {"status": "maintenance"}}})
     register_officers(config, {"police_no": "110004"}, {"police_no": "110005", "role": "equipment"})
     station = start_station(cfg=config, serve_web=True)
-    with client(station) as http:
+    with staff(station) as http:
         ratio = http.get("/api/fleet/ratio").json()
         assert ratio == {
             "officers": 4, "cameras": 1, "ratio": 4.0, "standard": 2, "cite": "003 Art. 15",
@@ -119,7 +128,7 @@ def test_api_fleet_ratio_report(tmp_path, world, sim_server, start_station) -> N
 def test_api_registry_csv_round_trip_and_edits(tmp_path, world, sim_server, start_station) -> None:
     config = setup(tmp_path, world, {"CAMCSV1": {"registry": {"model": "DSJ-S1"}}})
     station = start_station(cfg=config, serve_web=True)
-    with client(station) as http:
+    with staff(station) as http, client(station) as kiosk_http:
         officers = http.get("/api/registry/officers.csv").text
         cameras = http.get("/api/registry/cameras.csv").text
         before = (http.get("/api/registry/officers").json(), http.get("/api/registry/cameras").json())
@@ -133,7 +142,7 @@ def test_api_registry_csv_round_trip_and_edits(tmp_path, world, sim_server, star
         after = http.get("/api/registry/officers").json()
         assert after[:3] == before[0] and after[3]["name"] == "新警员"
         assert http.get("/api/registry/cameras").json() == before[1]
-        ok = http.post("/api/checkout/identify", json={"police_no": "110099", "pin": "4321"})
+        ok = kiosk_http.post("/api/checkout/identify", json={"police_no": "110099", "pin": "4321"})
         assert ok.status_code == 200  # the PIN from the CSV works at the kiosk
         assert http.get("/api/registry/officers.csv").text.count("\r\n") == 5  # header + 4, PINs as hashes
 
@@ -149,7 +158,7 @@ def test_api_registry_csv_round_trip_and_edits(tmp_path, world, sim_server, star
 
         edit = http.put(f"/api/registry/officers/{A}", json={"active": False})
         assert edit.status_code == 200 and edit.json()["active"] is False
-        assert http.post("/api/checkout/identify", json={"card": f"CARD{A}"}).json()["error"] == (
+        assert kiosk_http.post("/api/checkout/identify", json={"card": f"CARD{A}"}).json()["error"] == (
             "checkout.error.inactive"
         )
         wrong = http.put(f"/api/registry/officers/{A}", json={"role": "boss"})
@@ -168,6 +177,13 @@ def kiosk(browser, station, lang: str):  # noqa: F811
     page.goto(f"{base_url(station)}/kiosk?lang={lang}")
     page.wait_for_selector("#conn[data-state=live]")
     return page
+
+
+def sign_in_page(page, username: str) -> None:
+    page.wait_for_selector("#signin")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", STAFF_PASSWORD)
+    page.click("#signin button")
 
 
 def key_in(page, digits: str) -> None:
@@ -311,9 +327,12 @@ def test_admin_page_shows_ratio_open_cameras_and_ledger(
     with client(station) as http:
         taken = http.post("/api/checkout", json={"tickets": [card_ticket(http, A), card_ticket(http, B)]})
         assert taken.status_code == 200, taken.text
+    add_account(station, "equip1", "equipment")
     t = catalogue(lang)
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(f"{base_url(station)}/admin?lang={lang}")
+    sign_in_page(page, "equip1")  # the admin page sends an anonymous visitor to sign in, then back
+    page.wait_for_url("**/admin?lang=*")
     page.wait_for_selector("#conn[data-state=live]")
     page.wait_for_selector("#open td:has-text('CAMADM1')")
     ratio = page.locator("#ratio")

@@ -67,12 +67,15 @@ def test_officers_tag_their_own_recordings_and_explain_the_gap(tmp_path, world, 
         [gap] = mine["gaps"]
         assert gap["seconds"] > GAP_S and gap["explanation"] is None
 
-        other = card_ticket(http, C)  # not on this shift: sees nothing, may tag nothing
-        assert http.post("/api/records/mine", json={"ticket": other}).json()["recordings"] == []
         sha = mine["recordings"][0]["sha256"]
         tag = {"category": "coercive_measure", "place": "人民路 12 号", "description": "带离现场"}
-        refused = http.post(f"/api/records/{sha}/tag", json={"ticket": other, **tag})
-        assert refused.status_code == 403 and refused.json()["error"] == "records.error.not_yours"
+        with client(station) as elsewhere:  # C, not on this shift, at the kiosk later: sees nothing, tags nothing
+            other = card_ticket(elsewhere, C)
+            assert elsewhere.post("/api/records/mine", json={"ticket": other}).json()["recordings"] == []
+            refused = elsewhere.post(f"/api/records/{sha}/tag", json={"ticket": other, **tag})
+            assert refused.status_code == 403 and refused.json()["error"] == "records.error.not_yours"
+            stolen = elsewhere.post("/api/records/mine", json={"ticket": a})  # A's ticket, another session
+            assert stolen.status_code == 400 and stolen.json()["error"] == "checkout.error.ticket"
 
         missing = http.post(f"/api/records/{sha}/tag", json={"ticket": a, **tag, "place": " "})
         assert missing.status_code == 400 and missing.json() == {
@@ -112,7 +115,7 @@ def test_officers_tag_their_own_recordings_and_explain_the_gap(tmp_path, world, 
         )
         assert http.post(f"/api/records/{other_sha}/tag", json={"ticket": a, **routine}).status_code == 409
 
-        b = card_ticket(http, B)  # the other officer of the pair explains the gap
+        b = card_ticket(http, B)  # the other officer of the pair, at the same kiosk: explains the gap
         body = {"ticket": b, "assignment": gap["assignment"], "start": gap["start"], "text": "协助群众，未开机"}
         assert http.post("/api/records/gaps/explain", json=body).status_code == 200
         [note] = events(station, "gap_explanation")

@@ -11,7 +11,7 @@ import pytest
 
 from devices.sim.server import SimServer
 from devices.sim.world import SimWorld
-from tests.conftest import register_cameras
+from tests.conftest import STAFF_PASSWORD, add_account, register_cameras
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -33,7 +33,9 @@ def test_api_health_bays_and_catalogues(config, start_station) -> None:
         assert zh["bay.state.ready"] == "就绪" and en["bay.state.ready"] == "Ready"
         missing = client.get("/api/i18n/fr")
         assert missing.status_code == 404 and "available: zh, en" in missing.json()["detail"]
-        assert client.get("/").status_code == 200
+        signin = client.get("/")  # the dashboard is for signed-in staff: anyone else is sent to sign in
+        assert signin.status_code == 303 and signin.headers["location"] == "/login?next=%2F"
+        assert client.get("/login").status_code == 200
 
 
 def test_event_stream_pushes_bay_changes(world: SimWorld, sim_server: SimServer, config, start_station) -> None:
@@ -77,9 +79,14 @@ def test_dashboard_updates_live_in_chromium(world: SimWorld, sim_server: SimServ
     world.create_camera("CAMWEB1", fs_type="exfat", size_mib=40, clips=2, battery_pct=42)
     register_cameras(config, "CAMWEB1")
     station = start_station(serve_web=True)
+    add_account(station, "supervisor1", "supervisor")
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(base_url(station) + "/")
+    page.wait_for_selector("#signin")
+    page.fill("input[name=username]", "supervisor1")
+    page.fill("input[name=password]", STAFF_PASSWORD)
+    page.click("#signin button")
     page.wait_for_selector("#conn[data-state=live]")
     assert page.locator(".bay").count() == 4
     assert page.locator("#bay-1 .badge").inner_text() == "空"
@@ -102,3 +109,28 @@ def test_dashboard_updates_live_in_chromium(world: SimWorld, sim_server: SimServ
 
     sim_server.undock(3)
     page.wait_for_selector("#bay-3[data-state=empty]", timeout=30_000)
+
+
+def test_badge_swipes_reach_the_kiosk_display_only(tmp_path, world, start_station) -> None:
+    from appliance.config import load_config
+    from tests.conftest import signed_in, write_config
+
+    # The display is elsewhere here, so this loopback client is just a signed-in member of staff.
+    config = load_config(write_config(tmp_path, world, security={"kiosk_clients": ["192.0.2.99"]}))
+    station = start_station(serve_web=True, cfg=config)
+    add_account(station, "equip1", "equipment")
+    url = base_url(station)
+    with signed_in(url, "equip1") as staff, staff.stream("GET", "/api/events/stream") as stream:
+        seen = []
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                seen.append(line.split(":", 1)[1].strip())
+                if seen[-1] == "snapshot":
+                    bus = station.station.bus
+                    bus.publish("badge", {"card": "CARD110001"})
+                    bus.publish("checkin", {"assignment": "x", "camera": "CAMX", "bay": 1})
+                if seen[-1] == "checkin":
+                    break
+    assert seen == ["snapshot", "checkin"]  # the swipe between them was not sent
+    with httpx.Client(base_url=url) as anonymous:
+        assert anonymous.get("/api/events/stream").status_code == 401  # not the display: no board either

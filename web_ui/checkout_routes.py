@@ -1,8 +1,8 @@
 """Check-out, ledger and registry routes. Handlers validate and delegate to the station's services.
 
-Two routers, so access control can be added in one place later: ``kiosk`` (what officers at the kiosk do)
-and ``equipment`` (what equipment staff do on the admin page). Each takes its dependencies as a list; a
-role check becomes one entry there.
+Two routers with their access rules (web_ui/guards.py): ``kiosk`` answers only the station's display, where
+officers identify (badge, or police number + PIN) into a short kiosk session holding their check-out tickets;
+``equipment`` lets staff read and equipment staff or administrators change the registries.
 """
 
 from __future__ import annotations
@@ -12,13 +12,18 @@ from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance import inventory, registry_csv
 from appliance.checkout import CheckoutRefused, CheckoutService
 from appliance.ledger import fleet_ratio, ledger, ledger_csv
+from appliance.security.ratelimit import RateLimiter
+from appliance.security.roles import READERS, Role
+from appliance.security.sessions import Session
+from web_ui.auth_routes import start_kiosk_session, throttle
+from web_ui.guards import current_session, kiosk, require
 
 if TYPE_CHECKING:
     from appliance.station import Station
@@ -76,8 +81,11 @@ def registry_error(exc: inventory.RegistryError | registry_csv.CsvImportError) -
 
 
 def build_routers(station: Station) -> tuple[APIRouter, APIRouter]:
-    kiosk = APIRouter(prefix="/api", dependencies=[])
-    equipment = APIRouter(prefix="/api", dependencies=[])
+    kiosk_router = APIRouter(prefix="/api", dependencies=[kiosk()])
+    equipment = APIRouter(prefix="/api", dependencies=[require(*READERS)])
+    change = require(Role.EQUIPMENT, Role.ADMIN)  # on top of READERS: the auditor reads, never writes
+    identify_limit = RateLimiter(station.config.security.identify_per_minute)
+    security = station.config.security
 
     def service() -> CheckoutService:
         if station.checkout is None:
@@ -88,14 +96,19 @@ def build_routers(station: Station) -> tuple[APIRouter, APIRouter]:
         return ZoneInfo(station.config.station.timezone)
 
     # -- kiosk
-    @kiosk.post("/checkout/identify", response_model=None)
-    async def identify(body: IdentifyRequest) -> dict[str, Any] | JSONResponse:
+    @kiosk_router.post("/checkout/identify", response_model=None, dependencies=[throttle(identify_limit)])
+    async def identify(body: IdentifyRequest, request: Request, response: Response) -> dict[str, Any] | JSONResponse:
         try:
-            return await service().identify(card=body.card, police_no=body.police_no, pin=body.pin)
+            found = await service().identify(card=body.card, police_no=body.police_no, pin=body.pin)
         except CheckoutRefused as exc:
             return refusal(exc)
+        web, police_no = request.app.state.security, found["officer"]["police_no"]
+        start_kiosk_session(web, request, response, police_no, found["ticket"], security.kiosk_idle_s)
+        return found
 
-    @kiosk.get("/checkout/proposal")
+    officer = kiosk(Role.OFFICER)  # an officer identified in this kiosk session
+
+    @kiosk_router.get("/checkout/proposal", dependencies=[officer])
     async def proposal(exclude: Annotated[list[int], Query()] = []) -> dict[str, Any]:  # noqa: B006
         svc = service()
         return {
@@ -104,12 +117,18 @@ def build_routers(station: Station) -> tuple[APIRouter, APIRouter]:
             "officers_required": svc.officers_required,
         }
 
-    @kiosk.post("/checkout", response_model=None)
-    async def checkout(body: CheckoutRequest) -> dict[str, Any] | JSONResponse:
+    @kiosk_router.post("/checkout", response_model=None, dependencies=[officer])
+    async def checkout(
+        body: CheckoutRequest, request: Request, session: Annotated[Session, Depends(current_session)]
+    ) -> dict[str, Any] | JSONResponse:
+        if not set(body.tickets) <= set(session.tickets):  # only the officers who identified here
+            return refusal(CheckoutRefused("checkout.error.ticket", 400))
         try:
-            return await service().checkout(body.tickets, body.bay, tuple(body.exclude))
+            done = await service().checkout(body.tickets, body.bay, tuple(body.exclude))
         except CheckoutRefused as exc:
             return refusal(exc)
+        request.app.state.security.sessions.end(session.id)  # the pair is done: the next pair starts afresh
+        return done
 
     # -- equipment staff
     @equipment.get("/assignments/open")
@@ -152,7 +171,7 @@ def build_routers(station: Station) -> tuple[APIRouter, APIRouter]:
     async def export_cameras() -> Response:
         return _csv(await station.db.run(registry_csv.export_cameras), "cameras.csv")
 
-    @equipment.post("/registry/officers.csv", response_model=None)
+    @equipment.post("/registry/officers.csv", response_model=None, dependencies=[change])
     async def import_officers(request: Request) -> dict[str, int] | JSONResponse:
         text = await _csv_body(request)
         # PINs in the file are hashed with scrypt: off the event loop, and not on the StateDB owner thread
@@ -166,7 +185,7 @@ def build_routers(station: Station) -> tuple[APIRouter, APIRouter]:
             return registry_error(exc)
         return {"imported": count}
 
-    @equipment.post("/registry/cameras.csv", response_model=None)
+    @equipment.post("/registry/cameras.csv", response_model=None, dependencies=[change])
     async def import_cameras(request: Request) -> dict[str, int] | JSONResponse:
         text = await _csv_body(request)
         try:
@@ -175,7 +194,7 @@ def build_routers(station: Station) -> tuple[APIRouter, APIRouter]:
             return registry_error(exc)
         return {"imported": count}
 
-    @equipment.put("/registry/officers/{police_no}", response_model=None)
+    @equipment.put("/registry/officers/{police_no}", response_model=None, dependencies=[change])
     async def edit_officer(police_no: str, body: OfficerEdit) -> dict[str, Any] | JSONResponse:
         fields = body.model_dump(exclude_none=True)
         try:
@@ -184,7 +203,7 @@ def build_routers(station: Station) -> tuple[APIRouter, APIRouter]:
             return registry_error(exc)
         return inventory.public_officer(row)
 
-    @equipment.put("/registry/cameras/{serial}", response_model=None)
+    @equipment.put("/registry/cameras/{serial}", response_model=None, dependencies=[change])
     async def edit_camera(serial: str, body: CameraEdit) -> dict[str, Any] | JSONResponse:
         fields = body.model_dump(exclude_none=True)
         try:
@@ -193,7 +212,7 @@ def build_routers(station: Station) -> tuple[APIRouter, APIRouter]:
             return registry_error(exc)
         return {k: v for k, v in row.items() if k != "password"}
 
-    @equipment.put("/registry/cameras/{serial}/lock", response_model=None)
+    @equipment.put("/registry/cameras/{serial}/lock", response_model=None, dependencies=[change])
     async def lock_camera(serial: str, body: Annotated[LockRequest, Body()]) -> dict[str, Any] | JSONResponse:
         try:
             row = await station.db.run(lambda db: inventory.set_camera_lock(db, serial, body.reason, body.by))
@@ -201,7 +220,7 @@ def build_routers(station: Station) -> tuple[APIRouter, APIRouter]:
             return registry_error(exc)
         return {"serial": serial, "lock": row["lock"]}
 
-    @equipment.delete("/registry/cameras/{serial}/lock", response_model=None)
+    @equipment.delete("/registry/cameras/{serial}/lock", response_model=None, dependencies=[change])
     async def unlock_camera(serial: str) -> dict[str, Any] | JSONResponse:
         try:
             row = await station.db.run(lambda db: inventory.set_camera_lock(db, serial, None))
@@ -209,7 +228,7 @@ def build_routers(station: Station) -> tuple[APIRouter, APIRouter]:
             return registry_error(exc)
         return {"serial": serial, "lock": row["lock"]}
 
-    return kiosk, equipment
+    return kiosk_router, equipment
 
 
 async def _csv_body(request: Request) -> str:

@@ -1,5 +1,6 @@
 // Equipment staff page: fleet ratio, cameras out, usage ledger, registry import/export. Shared components.
 import { T, bayBoard, connect, healthPanel } from "/static/board.js";
+import { T, bayBoard, connect, csrfHeaders } from "/static/board.js";
 
 const $ = (id) => document.getElementById(id);
 const local = (iso) => (iso ? new Date(iso).toLocaleString(document.body.dataset.lang === "zh" ? "zh-CN" : "en-GB") : "");
@@ -44,7 +45,7 @@ for (const input of document.querySelectorAll("[data-import]")) {
     const file = input.files[0];
     if (!file) return;
     const response = await fetch(`/api/registry/${input.dataset.import}.csv`, {
-      method: "POST", headers: { "Content-Type": "text/csv" }, body: await file.text(),
+      method: "POST", headers: { ...csrfHeaders(), "Content-Type": "text/csv" }, body: await file.text(),
     });
     const data = await response.json();
     const lines = response.ok ? [T("admin.imported", { n: data.imported })] : data.errors ?? [data.detail];

@@ -1,7 +1,22 @@
 // Shared page components: message lookup, the live bay board, the alarm list, the event stream.
-// Every text comes from the message catalogue (window.MESSAGES), never from this file.
+// Every text comes from the message catalogue (the page's #messages JSON block), never from this file.
+const MESSAGES = JSON.parse(document.getElementById("messages").textContent);
 export const T = (key, args = {}) =>
-  (window.MESSAGES[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => args[k] ?? "");
+  (MESSAGES[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => args[k] ?? "");
+
+// CSRF: every state-changing request repeats the recterm_csrf cookie in this header (web_ui/protection.py).
+export const csrfHeaders = () => {
+  const match = document.cookie.match(/(?:^|;\s*)recterm_csrf=([^;]+)/);
+  return match ? { "X-CSRF-Token": match[1] } : {};
+};
+
+const signout = document.getElementById("signout");
+if (signout) {
+  signout.addEventListener("click", async () => {
+    await fetch("/api/auth/signout", { method: "POST", headers: csrfHeaders() });
+    location.href = "/login";
+  });
+}
 
 export const fmtBytes = (n) => {
   if (n == null) return "–";

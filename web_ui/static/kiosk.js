@@ -1,7 +1,7 @@
 // The kiosk's check-out flow: identify officers (card or police number + PIN), take the proposed camera or
 // pick a bay, show the gate's verdict. Touch only: no text inputs, an on-screen keypad.
 // The station decides everything; this page only shows it and says what to do next.
-import { T, bayBoard, connect } from "/static/board.js";
+import { T, bayBoard, connect, csrfHeaders } from "/static/board.js";
 
 const $ = (id) => document.getElementById(id);
 const flow = $("flow");
@@ -45,6 +45,8 @@ function renderPin() {
 }
 
 function startOver() {
+  // The officers are done (or walked away): end their kiosk session and its tickets on the station too.
+  if (state?.officers?.length) fetch("/api/auth/signout", { method: "POST", headers: csrfHeaders() }).catch(() => {});
   state = { tickets: [], officers: [], exclude: [], alternative: null };
   pin = { police_no: "", pin: "" };
   field = "police_no";
@@ -59,14 +61,17 @@ async function api(method, path, body) {
   try {
     response = await fetch(path, {
       method,
-      headers: body ? { "Content-Type": "application/json" } : {},
+      headers: { ...csrfHeaders(), ...(body ? { "Content-Type": "application/json" } : {}) },
       body: body ? JSON.stringify(body) : undefined,
     });
   } catch {
     return { ok: false, data: { error: "kiosk.network", args: {} } };
   }
   const data = await response.json().catch(() => ({}));
-  if (!response.ok && !data.error) return { ok: false, data: { error: "kiosk.input", args: {} } };
+  if (!response.ok && !data.error) {
+    const known = typeof data.detail === "string" && data.detail.startsWith("auth.");
+    return { ok: false, data: { error: known ? data.detail : "kiosk.input", args: {} } };
+  }
   return { ok: response.ok, data };
 }
 

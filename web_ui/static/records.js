@@ -1,6 +1,6 @@
 // An officer's own recordings: identify (card or police number + PIN), tag each recording, explain gaps.
 // The station decides; this page shows what it says, in the catalogue's words.
-import { T, connect, fmtBytes } from "/static/board.js";
+import { T, connect, csrfHeaders, fmtBytes } from "/static/board.js";
 
 const $ = (id) => document.getElementById(id);
 const IDLE_MS = 120_000;  // a forgotten session ends by itself
@@ -15,7 +15,7 @@ function showError(code, args = {}) {
 
 async function post(url, body) {
   const response = await fetch(url, {
-    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+    method: "POST", headers: { "content-type": "application/json", ...csrfHeaders() }, body: JSON.stringify(body),
   });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -110,6 +110,8 @@ function renderRecordings(rows) {
 }
 
 function signOut() {
+  // The kiosk session ends with the officer: the next person at the screen starts afresh.
+  if (ticket) fetch("/api/auth/signout", { method: "POST", headers: csrfHeaders() }).catch(() => {});
   ticket = null;
   clearTimeout(idle);
   $("mine").hidden = true;

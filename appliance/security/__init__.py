@@ -1,0 +1,1 @@
+"""Accounts, roles, sessions and the limits that protect sign-in (issue 8)."""
