@@ -12,6 +12,7 @@ from appliance.config import load_config
 from appliance.offload import RECORDINGS
 from tests.conftest import register_cameras, wait_until, write_config
 from tests.rgw import Rgw
+from tests.test_kiosk import staff
 
 
 def s3_config(tmp_path: Path, world, rgw: Rgw, bucket: str, **extra: object):
@@ -105,7 +106,7 @@ def test_recordings_near_their_deadline_raise_the_alarm_until_they_arrive(
     config = s3_config(tmp_path, world, rgw, "no-such-bucket-here", alert_margin_h=48)
     world.create_camera("CAMS3C1", fs_type="exfat", size_mib=40, clips=1)
     register_cameras(config, "CAMS3C1")
-    station = start_station(cfg=config)
+    station = start_station(cfg=config, serve_web=True)
     sim_server.dock("CAMS3C1", 1)
     wait_until(lambda: len(rows(station, "verified")) == 1, 60, "local offload")
 
@@ -116,6 +117,9 @@ def test_recordings_near_their_deadline_raise_the_alarm_until_they_arrive(
     alarm = next(a for a in station.station.alarms.active() if a["key"] == "upload_deadline")
     assert alarm["message"] == "alarm.upload_deadline" and "1 near deadline, 0 overdue" in alarm["detail"]
     assert station.station.uploader is not None and station.station.uploader.overdue() == []
+    with staff(station) as http:  # the admin page's list
+        [listed] = http.get("/api/uploads/at-risk").json()
+        assert listed["camera_serial"] == "CAMS3C1" and listed["overdue"] is False and listed["deadline"]
     rgw.client().create_bucket(Bucket="no-such-bucket-here", ObjectLockEnabledForBucket=True)
     wait_until(lambda: len(rows(station, "uploaded")) == 1, 60, "the upload once the bucket exists")
     wait_until(lambda: "upload_deadline" not in alarm_keys(), 30, "the alarm to clear")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,15 @@ def create_app(station: Station) -> FastAPI:
         if station.health is None:
             raise HTTPException(503, "station is starting")
         return station.health.results()
+
+    @app.get("/api/uploads/at-risk", dependencies=[require(*READERS)])
+    async def uploads_at_risk() -> list[dict[str, Any]]:
+        """Recordings not yet confirmed by the central store within the alert margin of their upload deadline
+        (24 h or 2 working days by policy), or past it (``overdue``): nearest deadline first."""
+        if station.uploader is None:
+            return []
+        rows = await asyncio.get_running_loop().run_in_executor(None, station.uploader.at_risk)
+        return sorted(rows, key=lambda r: r["deadline"])
 
     @app.get("/api/bays", dependencies=[board])
     async def list_bays() -> list[dict[str, Any]]:

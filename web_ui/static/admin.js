@@ -1,6 +1,5 @@
 // Equipment staff page: fleet ratio, cameras out, usage ledger, registry import/export. Shared components.
-import { T, bayBoard, connect, healthPanel } from "/static/board.js";
-import { T, bayBoard, connect, csrfHeaders } from "/static/board.js";
+import { T, bayBoard, connect, csrfHeaders, healthPanel } from "/static/board.js";
 
 const $ = (id) => document.getElementById(id);
 const local = (iso) => (iso ? new Date(iso).toLocaleString(document.body.dataset.lang === "zh" ? "zh-CN" : "en-GB") : "");
@@ -30,6 +29,9 @@ async function refresh() {
   el.textContent = `${T("admin.ratio_line", { ...ratio, ratio: ratio.ratio ?? "–" })} — ` +
     (ratio.meets_standard ? T("admin.ratio_ok") : T("admin.ratio_short", ratio));
   rows($("open"), await (await fetch("/api/assignments/open")).json(), assignmentCells);
+  rows($("uploads"), await (await fetch("/api/uploads/at-risk")).json(), (u) => [
+    u.camera_serial, u.name, local(u.deadline), u.overdue ? T("admin.upload_overdue") : T("admin.upload_due_soon"),
+  ]);
   await loadLedger();
 }
 
