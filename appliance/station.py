@@ -29,6 +29,7 @@ from appliance.eventlog import EventLog, Signer
 from appliance.hardware import make_badge_reader, make_dock_board, make_indicators
 from appliance.offload import Offloader
 from appliance.policy import PolicyProfile, load_profile
+from appliance.sdnotify import notify, watchdog, watchdog_interval
 from appliance.state.db import StateDB
 from appliance.store import LocalStore
 from devices.badge.base import BadgeReader
@@ -103,6 +104,8 @@ class Station:
         def done(t: asyncio.Task[None]) -> None:
             if self.state is not Lifecycle.RUNNING and self.state is not Lifecycle.STARTING:
                 return
+            if self._stop.is_set() and (t.cancelled() or t.exception() is None):
+                return  # it ended because a stop was asked for, maybe before run() noticed: not a failure
             if t.cancelled():
                 exc: BaseException = TaskDied(f"task {name} was cancelled")
             else:
@@ -216,14 +219,22 @@ class Station:
             )
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle it
             self._supervise("web", _serve(server))
+        if (interval := watchdog_interval()) is not None:
+            self._supervise("watchdog", watchdog(self._stop, interval))
         self.state = Lifecycle.RUNNING
         log.info("station running")
         if on_running:
             on_running()
         try:
+            if serve_web:
+                # systemd's READY means "the health endpoint answers": the kiosk and the image test wait on it.
+                while not server.started and not self._stop.is_set():
+                    await asyncio.sleep(0.05)
+            notify(f"READY=1\nSTATUS=station {self.config.station.id} running")
             await self._stop.wait()
         finally:
             self.state = Lifecycle.STOPPING
+            notify("STOPPING=1")
             log.info("station stopping")
             scanner.close()
             self.bus.close()
