@@ -228,8 +228,9 @@ class Station:
         try:
             if serve_web:
                 # systemd's READY means "the health endpoint answers": the kiosk and the image test wait on it.
-                while not server.started and not self._stop.is_set():
-                    await asyncio.sleep(0.05)
+                while not server.started and not self._stop.is_set():  # uvicorn has no "started" event
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), timeout=0.05)
             notify(f"READY=1\nSTATUS=station {self.config.station.id} running")
             await self._stop.wait()
         finally:
