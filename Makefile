@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # Debian packages the simulator and the tests use: real FAT32/exFAT tools, FUSE, ffmpeg for real MP4s,
-# Chromium for the browser tests, CJK fonts so the kiosk's Chinese renders in screenshots.
-DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux ffmpeg chromium fonts-noto-cjk
+# Chromium for the browser tests, CJK fonts so the kiosk's Chinese renders in screenshots; shellcheck for
+# the image's scripts.
+DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux ffmpeg chromium fonts-noto-cjk shellcheck
 
 .PHONY: demo test lint deps venv clean
 

@@ -57,7 +57,9 @@ class DockBoardSection(_Section):
     """The dock controller board (presence, charge current, USB power per bay): docs/dock-board.md."""
 
     backend: DeviceBackend = DeviceBackend.DISABLED
-    url: str | None = None  # real: e.g. /dev/serial/by-path/platform-...-port0
+    url: str | None = None  # real: e.g. /dev/recterm/dock-board (the image's udev name) or /dev/serial/by-path/...
+    # USB port path of the board's serial adapter: the image's udev rules name it /dev/recterm/dock-board.
+    port_path: Annotated[str, Field(pattern=r"^\d+-\d+(\.\d+)*$")] | None = None
 
     @model_validator(mode="after")
     def _real_needs_url(self) -> DockBoardSection:
