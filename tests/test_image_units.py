@@ -44,7 +44,7 @@ def staging_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
     bin_dir = root / "opt/recterm/bin"
     bin_dir.mkdir(parents=True)
-    for script in ("recterm", "recterm-mount-helper", "recterm-udev-rules"):
+    for script in ("recterm", "recterm-mount-helper", "recterm-udev-rules", "recterm-update"):
         shutil.copy2(Path(sys.executable).with_name(script), bin_dir / script)
     for program in DEBIAN_PROGRAMS.values():
         if Path(program).exists():
