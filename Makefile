@@ -64,7 +64,7 @@ image: image-deps venv $(DEV_UPDATE_KEY).pem
 	UPDATE_KEY_PUB=$(DEV_UPDATE_KEY).pub.pem VERSION=$(VERSION) PIP=$(BIN)/pip image/build.sh $(IMAGE_DIR)
 
 image-test: image-deps venv
-	image/test.sh $(IMAGE_DIR)
+	$(BIN)/python image/image_test.py $(IMAGE_DIR)
 
 # A signed update bundle of the built image, with the development key (release: UPDATE_KEY=... offline).
 bundle: venv $(DEV_UPDATE_KEY).pem
