@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OBSERVER = """\
+OBSERVER_UNIT = """\
 [Unit]
 Description=make image-test observer (reports to the serial console)
 After=recterm.service
@@ -40,19 +40,40 @@ After=recterm.service
 [Service]
 Type=simple
 StandardOutput=tty
+StandardError=tty
 TTYPath=/dev/ttyAMA0
-ExecStart=/bin/sh -c '\\
-  for i in $(seq 1 900); do systemctl is-active -q recterm.service && break; sleep 2; done; \\
-  echo "IMAGETEST station-user $(ps -o user= -C recterm | head -n 1) $(systemctl show -p MainPID --value recterm)"; \\
-  echo "IMAGETEST security $(systemd-analyze security recterm.service --no-pager | tail -n 1)"; \\
-  echo "IMAGETEST firstboot $(systemctl is-active recterm-firstboot.service) keys $(ls /var/lib/recterm/keys)"; \\
-  for i in $(seq 1 900); do [ -e /dev/recterm/bay1-disk ] && break; sleep 2; done; \\
-  sleep 20; \\
-  echo "IMAGETEST devices $(ls -l /dev/recterm/ | tr "\\n" " ")"; \\
-  echo "IMAGETEST owner $(stat -L -c %%U:%%G:%%a /dev/recterm/bay1-disk)"; \\
-  journalctl -b -u recterm.service -u "recterm-mount@*" --no-pager -o cat | grep -i -E "bay 1|1-1|mount" \\
-    | tail -n 20 | sed "s/^/IMAGETEST log /"; \\
-  echo "IMAGETEST done"'
+ExecStart=/usr/local/sbin/recterm-imagetest
+"""
+# What only the guest can see, printed as IMAGETEST lines. The mount check goes through the same path the
+# station uses (the helper, as user recterm) and looks from inside the station's own mount namespace.
+OBSERVER_SCRIPT = r"""#!/bin/sh
+say() { echo "IMAGETEST $*"; }
+for _ in $(seq 1 900); do systemctl is-active -q recterm.service && break; sleep 2; done
+pid=$(systemctl show -p MainPID --value recterm.service)
+say "station-user $(ps -o user= -p "$pid") pid $pid"
+say "security $(systemd-analyze security recterm.service --no-pager 2>&1 | tail -n 1)"
+systemd-analyze security recterm.service --no-pager 2>&1 | sed 's/^/IMAGETEST security-detail /'
+say "firstboot $(systemctl is-active recterm-firstboot.service) keys $(ls /var/lib/recterm/keys | tr '\n' ' ')"
+say "mounts $(findmnt -n -o TARGET,OPTIONS / /data /var/lib/recterm /var/log/journal | tr '\n' ';')"
+say "ready"
+for _ in $(seq 1 900); do [ -e /dev/recterm/bay1-disk ] && break; sleep 2; done
+sleep 10
+say "devices $(ls -l /dev/recterm/ | tr '\n' ' ')"
+say "owner $(stat -L -c %U:%G:%a /dev/recterm/bay1-disk)"
+runuser -u recterm -- mkdir -p /var/lib/recterm/run/mnt/bay1
+runuser -u recterm -- /opt/recterm/bin/python -c '
+from devices.volumes.helper import helper_request
+helper_request({"op": "mount", "device": "/dev/recterm/bay1-disk", "mountpoint": "/var/lib/recterm/run/mnt/bay1"})
+print("IMAGETEST helper-mount ok")' 2>&1 | sed 's/^\([^I]\)/IMAGETEST helper-mount \1/'
+nsenter -t "$pid" -m sh -c 'grep " /var/lib/recterm/run/mnt/bay1 " /proc/mounts; \
+  find /var/lib/recterm/run/mnt/bay1 -type f | head -n 5' | sed 's/^/IMAGETEST station-sees /'
+runuser -u recterm -- /opt/recterm/bin/python -c '
+from devices.volumes.helper import helper_request
+helper_request({"op": "umount", "mountpoint": "/var/lib/recterm/run/mnt/bay1"})
+print("IMAGETEST helper-umount ok")' 2>&1
+journalctl -b -u recterm.service -u "recterm-mount@*" --no-pager -o cat | grep -i -E "bay 1|1-1|mount|asked" \
+    | tail -n 20 | sed 's/^/IMAGETEST log /'
+say "done"
 """
 
 
@@ -97,7 +118,10 @@ def prepare(image_dir: Path, work: Path) -> Path:
         (data / "config" / "station.toml").write_text(test_config("1-"))
     with mounted(disk, parts["rootA"], work / "mnt-root") as root:
         unit = root / "etc/systemd/system/recterm-imagetest.service"
-        unit.write_text(OBSERVER)
+        unit.write_text(OBSERVER_UNIT)
+        script = root / "usr/local/sbin/recterm-imagetest"
+        script.write_text(OBSERVER_SCRIPT)
+        script.chmod(0o755)
         wants = root / "etc/systemd/system/multi-user.target.wants/recterm-imagetest.service"
         wants.symlink_to("/etc/systemd/system/recterm-imagetest.service")
     return disk
@@ -205,7 +229,7 @@ def main() -> None:
                 raise SystemExit(f"station not healthy after {args.boot_timeout:g} s; see {console}")
             time.sleep(5)
         log(f"station healthy {time.monotonic() - started:.0f} s after start")
-        wait_console(console, r"IMAGETEST security", 600, qemu)
+        wait_console(console, r"IMAGETEST ready", 900, qemu)
         log("hot-plugging the camera (QMP device_add usb-storage)")
         backing = {"driver": "file", "filename": str(camera), "read-only": True}
         qmp.call("blockdev-add", **{"node-name": "cam1", "driver": "raw", "read-only": True, "file": backing})
@@ -223,6 +247,8 @@ def main() -> None:
             failures.append("the station is not running as user recterm")
         if not any("bay1-disk" in line for line in report if line.startswith("IMAGETEST devices")):
             failures.append("udev did not name the hot-plugged camera /dev/recterm/bay1-disk")
+        if not any(line.startswith("IMAGETEST station-sees") and "ro," in line for line in report):
+            failures.append("the helper's read-only mount is not visible in the station's namespace")
         if failures:
             raise SystemExit("FAILED: " + "; ".join(failures))
         log("passed")
