@@ -77,7 +77,7 @@ label-id: $(uuid_for disk)
 start=1MiB, size=${BOOT_MB}MiB, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, name=boot, uuid=$(uuid_for p1)
 size=${SLOT_MB}MiB, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, name=rootA, uuid=$(uuid_for p2)
 size=${SLOT_MB}MiB, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, name=rootB, uuid=$(uuid_for p3)
-size=${DATA_MB}MiB, type=0FC63DAF-8483-4772-8E7D-3D69D8477DE4, name=data, uuid=$(uuid_for p4)
+size=${DATA_MB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=data, uuid=$(uuid_for p4)
 EOF
 offset=1
 for part in boot.img:$BOOT_MB root.img:$SLOT_MB skip:$SLOT_MB data.img:$DATA_MB; do

@@ -54,7 +54,9 @@ say "station-user $(ps -o user= -p "$pid") pid $pid"
 say "security $(systemd-analyze security recterm.service --no-pager 2>&1 | tail -n 1)"
 systemd-analyze security recterm.service --no-pager 2>&1 | sed 's/^/IMAGETEST security-detail /'
 say "firstboot $(systemctl is-active recterm-firstboot.service) keys $(ls /var/lib/recterm/keys | tr '\n' ' ')"
-say "mounts $(findmnt -n -o TARGET,OPTIONS / /data /var/lib/recterm /var/log/journal | tr '\n' ';')"
+for m in / /data /var/lib/recterm /var/log/journal /boot/firmware /tmp; do
+    say "mount $(findmnt -n -o TARGET,SOURCE,FSTYPE,OPTIONS -M "$m")"
+done
 say "ready"
 for _ in $(seq 1 900); do [ -e /dev/recterm/bay1-disk ] && break; sleep 2; done
 sleep 10
@@ -115,7 +117,8 @@ def prepare(image_dir: Path, work: Path) -> Path:
     parts = partitions(disk)
     with mounted(disk, parts["data"], work / "mnt-data") as data:
         (data / "config").mkdir(exist_ok=True)
-        (data / "config" / "station.toml").write_text(test_config("1-"))
+        # QEMU's usb-storage is a SuperSpeed device: on qemu-xhci it enumerates on the second root bus (2-N).
+        (data / "config" / "station.toml").write_text(test_config("2-"))
     with mounted(disk, parts["rootA"], work / "mnt-root") as root:
         unit = root / "etc/systemd/system/recterm-imagetest.service"
         unit.write_text(OBSERVER_UNIT)
@@ -131,8 +134,8 @@ def make_camera(work: Path, python: Path) -> Path:
     world = work / "sim"
     recterm = str(python.with_name("recterm"))
     options = ["--fs", "vfat", "--clips", "3", "--size-mib", "64"]
-    subprocess.run([recterm, "sim", "create", "--world", str(world), "IMGCAM01", *options], check=True)
-    images = sorted(p for p in world.rglob("*.img") if "IMGCAM01" in str(p))
+    subprocess.run([recterm, "sim", "create", "--world", str(world), "IMGCAM1", *options], check=True)
+    images = sorted(p for p in world.rglob("*.img") if "IMGCAM1" in str(p))
     if not images:
         raise SystemExit(f"no camera image under {world}")
     return images[0]
@@ -234,7 +237,7 @@ def main() -> None:
         backing = {"driver": "file", "filename": str(camera), "read-only": True}
         qmp.call("blockdev-add", **{"node-name": "cam1", "driver": "raw", "read-only": True, "file": backing})
         qmp.call(
-            "device_add", driver="usb-storage", id="camdev1", drive="cam1", bus="xhci.0", port="1", serial="IMGCAM01"
+            "device_add", driver="usb-storage", id="camdev1", drive="cam1", bus="xhci.0", port="1", serial="IMGCAM1"
         )
         text = wait_console(console, r"IMAGETEST done", 900, qemu)
         report = [line for line in text.splitlines() if line.startswith("IMAGETEST")]
