@@ -23,7 +23,7 @@ from tinydb import Query, TinyDB
 from appliance import inventory
 from appliance.alarms import AlarmBoard
 from appliance.bus import Broadcaster
-from appliance.config import StationConfig
+from appliance.config import StationConfig, StorageBackend
 from appliance.eventlog import EventLog
 from appliance.health.unresponsive import UnresponsiveCameras
 from appliance.offload import RECORDINGS, SAFE_STATUSES, OffloadCancelled, Offloader, OffloadProgress, OffloadResult
@@ -36,6 +36,7 @@ from devices.gpio.base import BayIndicators
 from devices.gpio.disabled import DisabledBayIndicators
 from devices.hotplug import DeviceScanner, DockedDevice
 from devices.volumes import VolumeError, open_volume
+from devices.volumes.helper import unmount_via_helper
 from devices.volumes.mounting import cleanup_stale_mounts
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ class BayService:
         self.views = {b.number: BayView(b.number, b.port_path, b.label) for b in config.bays}
         self.bay_by_port = {b.port_path: b.number for b in config.bays}
         self._running: dict[int, _Running] = {}
-        cleanup_stale_mounts(config.run_dir / "mnt")
+        helper = config.devices.storage is StorageBackend.HELPER
+        cleanup_stale_mounts(config.run_dir / "mnt", unmount_via_helper if helper else None)
         self._pool = ThreadPoolExecutor(max_workers=config.offload.parallel, thread_name_prefix="offload")
         self._last_publish: dict[int, float] = {}
         self._waiting: dict[int, tuple[DockedDevice, dict[str, Any], OffloadResult]] = {}

@@ -63,13 +63,16 @@ class DeviceBackend(StrEnum):
 class StorageBackend(StrEnum):
     KERNEL = "kernel"  # the station: mount -t vfat/exfat -o ro,nosuid,nodev,noexec
     USERSPACE = "userspace"  # machines without vfat/exfat in the kernel: exfat-fuse and pyfatfs
+    HELPER = "helper"  # the image: the kernel mounts, asked of the root mount helper (devices/volumes/helper.py)
 
 
 class DockBoardSection(_Section):
     """The dock controller board (presence, charge current, USB power per bay): docs/dock-board.md."""
 
     backend: DeviceBackend = DeviceBackend.DISABLED
-    url: str | None = None  # real: e.g. /dev/serial/by-path/platform-...-port0
+    url: str | None = None  # real: e.g. /dev/recterm/dock-board (the image's udev name) or /dev/serial/by-path/...
+    # USB port path of the board's serial adapter: the image's udev rules name it /dev/recterm/dock-board.
+    port_path: Annotated[str, Field(pattern=r"^\d+-\d+(\.\d+)*$")] | None = None
 
     @model_validator(mode="after")
     def _real_needs_url(self) -> DockBoardSection:

@@ -38,6 +38,7 @@ from appliance.health.monitor import HealthMonitor, make_health_monitor
 from appliance.offload import Offloader
 from appliance.policy import PolicyProfile, load_profile
 from appliance.records import RecordsService
+from appliance.sdnotify import notify, watchdog, watchdog_interval
 from appliance.security.accounts import AccountService
 from appliance.state.db import StateDB
 from appliance.store import LocalStore
@@ -139,6 +140,8 @@ class Station:
         def done(t: asyncio.Task[None]) -> None:
             if self.state is not Lifecycle.RUNNING and self.state is not Lifecycle.STARTING:
                 return
+            if self._stop.is_set() and (t.cancelled() or t.exception() is None):
+                return  # it ended because a stop was asked for, maybe before run() noticed: not a failure
             if t.cancelled():
                 exc: BaseException = TaskDied(f"task {name} was cancelled")
             else:
@@ -356,14 +359,23 @@ class Station:
                 self._supervise("web" if number == 0 else f"web-{number}", _serve(server))
         if self.config.discovery.advertise:
             self._supervise("zeroconf", self._advertise())
+        if (interval := watchdog_interval()) is not None:
+            self._supervise("watchdog", watchdog(self._stop, interval))
         self.state = Lifecycle.RUNNING
         log.info("station running")
         if on_running:
             on_running()
         try:
+            if serve_web:
+                # systemd's READY means "the health endpoint answers": the kiosk and the image test wait on it.
+                while not all(s.started for s in servers) and not self._stop.is_set():  # no "started" event
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), timeout=0.05)
+            notify(f"READY=1\nSTATUS=station {self.config.station.id} running")
             await self._stop.wait()
         finally:
             self.state = Lifecycle.STOPPING
+            notify("STOPPING=1")
             log.info("station stopping")
             scanner.close()
             self.bus.close()

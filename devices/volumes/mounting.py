@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from devices import tools
@@ -54,16 +55,20 @@ def wait_mounted(mountpoint: Path, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-def cleanup_stale_mounts(mount_root: Path) -> list[Path]:
+def cleanup_stale_mounts(mount_root: Path, unmounter: Callable[[Path], None] | None = None) -> list[Path]:
     """Unmount what a killed predecessor left mounted under ``mount_root`` (a crash never reboots the
-    kernel: its mounts and FUSE daemons outlive the process). Returns what was cleaned."""
+    kernel: its mounts and FUSE daemons outlive the process). Returns what was cleaned. ``unmounter``
+    replaces umount/fusermount (the unprivileged station asks the mount helper)."""
     cleaned = []
     if not mount_root.is_dir():
         return cleaned
     for mountpoint in sorted(mount_root.iterdir()):
         if os.path.ismount(mountpoint):
             log.warning("unmounting %s left mounted by an earlier run", mountpoint)
-            unmount(mountpoint, fuse=True)
+            if unmounter is not None:
+                unmounter(mountpoint)
+            else:
+                unmount(mountpoint, fuse=True)
             cleaned.append(mountpoint)
         else:
             with contextlib.suppress(OSError):

@@ -1,0 +1,1 @@
+"""Whole-image A/B updates of the station's OS: signed bundles, slots, trial boots (docs/os-update.md)."""
