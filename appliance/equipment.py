@@ -1,0 +1,113 @@
+"""Equipment management as one service for the station and the web layer: the maintenance log and its
+attachments, the schedule, faults (reported and detected), battery health.
+
+Every write (StateDB, fsynced event log) runs on this service's own single worker thread, so listeners
+called on the event loop (dock board polls) or on offload threads only hand work over and never block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from appliance import faults, maintenance
+from appliance.alarms import AlarmBoard
+from appliance.attachments import AttachmentStore
+from appliance.config import StationConfig
+from appliance.eventlog import EventLog
+from appliance.maintenance import EntryRequest, MaintenanceLog
+from appliance.policy import PolicyProfile
+from appliance.state.db import StateDB
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class EquipmentService:
+    def __init__(
+        self,
+        config: StationConfig,
+        policy: PolicyProfile,
+        db: StateDB,
+        events: EventLog,
+        alarms: AlarmBoard | None = None,
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.db = db
+        self.events = events
+        self.alarms = alarms
+        settings = config.maintenance
+        self.attachments = AttachmentStore(config.state_dir / "attachments", int(settings.attachment_max_mib * 2**20))
+        self.log = MaintenanceLog(db, events, tuple(b.number for b in config.bays), self.attachments.exists)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="equipment")
+
+    # -- running work
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Hand blocking work to the service's worker (from any thread, the loop included)."""
+        future = self._worker.submit(fn, *args)
+        future.add_done_callback(_log_failure)
+        return future
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.wrap_future(self._worker.submit(fn, *args))
+
+    def flush(self) -> None:
+        """Wait until the work handed over so far is done (tests, shutdown)."""
+        self._worker.submit(lambda: None).result()
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
+
+    # -- maintenance log
+    def record(self, request: EntryRequest, now: datetime | None = None) -> dict[str, Any]:
+        row = self.log.record(request, now)
+        camera = row["target_id"]
+        if row["faults"] and self.alarms and not self.db.call(lambda db: faults.open_faults(db, camera)):
+            self.alarms.clear(f"fault:{camera}")
+        return row
+
+    def add_attachment(self, data: bytes) -> dict[str, str | int]:
+        return self.attachments.put(data)
+
+    def schedule(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        now = now or datetime.now(UTC)
+        return self.db.call(
+            lambda db: maintenance.schedule(db, self.policy, now, self.config.maintenance.due_soon_days)
+        )
+
+    # -- faults
+    def report_fault(
+        self, camera: str, reason: str, source: str, by: str, text: str = "", detail: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Open a fault and lock the camera; a condition the station already reported is not reported again."""
+
+        def check(db: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+            row = faults.validate_report(db, camera, reason, source, by, text)
+            return row, faults.duplicate(db, camera, reason) if source == "station" else None
+
+        row, existing = self.db.call(check)
+        if existing is not None:
+            return existing
+        opened_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.events.append("fault_opened", {**row, "detail": detail or {}})
+        stored = self.db.call(lambda db: faults.store_open(db, row, opened_at, detail or {}))
+        if self.alarms is not None:
+            self.alarms.raise_(
+                f"fault:{camera}",
+                "alarm.fault",
+                f"camera {camera}: fault {row['id']} ({reason}) reported by {source} {by}; locked until repaired",
+                camera=camera,
+                fault=row["id"],
+            )
+        log.warning("camera %s: fault %s opened (%s, %s)", camera, row["id"], reason, source)
+        return stored
+
+
+def _log_failure(future: Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("equipment work failed", exc_info=future.exception())
