@@ -107,6 +107,10 @@ class BayService:
         # Called on the loop with (bay, registry row) after a registered camera docks / after a bay empties.
         self.dock_listeners: list[Callable[[int, dict[str, Any]], Awaitable[None]]] = []
         self.undock_listeners: list[Callable[[int, str | None], Awaitable[None]]] = []
+        # Called with (what, bay, data) for readings equipment management watches: "identify" (camera,
+        # battery_pct), "error" (camera, error, exception), "charge" (every board poll: state, current_ma,
+        # present), "undock". From the loop or worker threads: observers must only hand work over.
+        self.observers: list[Callable[[str, int, dict[str, Any]], None]] = []
 
     # -- views
     def snapshot(self) -> list[dict[str, Any]]:
@@ -226,6 +230,7 @@ class BayService:
             if running.future is not None:
                 await asyncio.gather(running.future, return_exceptions=True)
         self.events.append("undock", {"bay": bay, "port_path": port, "usb_serial": device.usb.serial})
+        self._observe("undock", bay, {"usb_serial": device.usb.serial})
         present = self._present.pop(bay, None)
         self._update(
             bay,
@@ -270,6 +275,7 @@ class BayService:
     def _fail(self, bay: int, camera: dict[str, Any], message: str, exc: Exception) -> None:
         log.error("bay %s (%s): %s", bay, camera["serial"], exc)
         self.events.append("bay_error", {"bay": bay, "camera": camera["serial"], "error": message, "detail": str(exc)})
+        self._observe("error", bay, {"camera": camera["serial"], "error": message, "exception": exc})
         self._update(bay, state="error", message=message, detail=str(exc))
 
     def _identify(self, bay: int, device: DockedDevice, camera: dict[str, Any]) -> dict[str, Any]:
@@ -307,6 +313,7 @@ class BayService:
                 "storage_free": storage.free_bytes,
             },
         )
+        self._observe("identify", bay, {"camera": ident.serial, "battery_pct": battery})
         self._update(
             bay,
             camera={"serial": ident.serial, "vendor": ident.vendor, "model": ident.model, "firmware": ident.firmware},
@@ -454,8 +461,16 @@ class BayService:
             if bay is None:
                 continue
             charge = {"state": str(channel.charge_state), "current_ma": channel.current_ma, "present": channel.present}
+            self._observe("charge", bay, charge)
             if self.views[bay].charge != charge:
                 self._update(bay, charge=charge)
+
+    def _observe(self, what: str, bay: int, data: dict[str, Any]) -> None:
+        for observer in self.observers:
+            try:
+                observer(what, bay, data)
+            except Exception:  # an observer's bug must not stop the bays
+                log.exception("bay observer %r failed", observer)
 
     def close(self) -> None:
         for running in self._running.values():

@@ -12,16 +12,25 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tinydb import Query
 
 from appliance import faults, maintenance
 from appliance.alarms import AlarmBoard
 from appliance.attachments import AttachmentStore
+from appliance.checkout import ASSIGNMENTS
 from appliance.config import StationConfig
 from appliance.eventlog import EventLog
+from appliance.fault_detection import FaultDetector
+from appliance.gate import Reading
 from appliance.maintenance import EntryRequest, MaintenanceLog
 from appliance.policy import PolicyProfile
 from appliance.state.db import StateDB
+
+if TYPE_CHECKING:
+    from appliance.bays import BayService
+    from appliance.checkout import CheckoutService
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,6 +54,31 @@ class EquipmentService:
         self.attachments = AttachmentStore(config.state_dir / "attachments", int(settings.attachment_max_mib * 2**20))
         self.log = MaintenanceLog(db, events, tuple(b.number for b in config.bays), self.attachments.exists)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="equipment")
+        self.bays: BayService | None = None
+        self.detector = FaultDetector(
+            settings, policy.checkout.max_clock_drift_s.value, self._station_fault, self._camera_in_bay
+        )
+
+    def attach(self, bays: BayService, checkout: CheckoutService | None = None) -> None:
+        """Watch the bays (dock, errors, charging) and the check-out gate's readings."""
+        self.bays = bays
+        bays.observers.append(self.detector.observe)
+        if checkout is not None:
+            checkout.gate_observers.append(self._gate_readings)
+
+    def _camera_in_bay(self, bay: int) -> str | None:
+        if self.bays is None:
+            return None
+        view = self.bays.views[bay]
+        return None if view.state in ("empty", "unauthorised") else (view.camera or {}).get("serial")
+
+    def _station_fault(self, camera: str, reason: str, detail: dict[str, Any]) -> None:
+        self.submit(self.report_fault, camera, reason, "station", "station", "", detail)
+
+    def _gate_readings(self, camera: str, readings: list[Reading]) -> None:
+        if self.db.call(lambda db: self.detector.gate(db, camera, readings)):
+            drift = next((r.value for r in readings if r.check == "clock"), {})
+            self._station_fault(camera, "clock_drift", {"clock": drift})
 
     # -- running work
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
@@ -81,6 +115,13 @@ class EquipmentService:
         )
 
     # -- faults
+    def report_at_checkin(self, camera: str, reason: str, text: str = "") -> dict[str, Any]:
+        """An officer's report at the kiosk, attributed to the camera's latest assignment."""
+        last = self.db.call(lambda db: last_holders(db, camera))
+        by = last["officers"][0]["police_no"] if last else ""
+        detail = {"assignment": last["id"], "officers": [o["police_no"] for o in last["officers"]]} if last else {}
+        return self.report_fault(camera, reason, "officer", by, text, detail)
+
     def report_fault(
         self, camera: str, reason: str, source: str, by: str, text: str = "", detail: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -106,6 +147,12 @@ class EquipmentService:
             )
         log.warning("camera %s: fault %s opened (%s, %s)", camera, row["id"], reason, source)
         return stored
+
+
+def last_holders(db: Any, camera: str) -> dict[str, Any] | None:
+    """The latest assignment of ``camera`` (who had it last): whoever reports a fault at check-in."""
+    rows = db.table(ASSIGNMENTS).search(Query().camera == camera)
+    return max(rows, key=lambda r: r["issued_at"], default=None)
 
 
 def _log_failure(future: Future[Any]) -> None:

@@ -13,8 +13,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from appliance import __version__
+from appliance.faults import OFFICER_REASONS
 from web_ui.checkout_routes import build_routers
 from web_ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue
+from web_ui.maintenance_routes import build_router as maintenance_router
 
 if TYPE_CHECKING:
     from appliance.station import Station
@@ -44,6 +46,7 @@ def create_app(station: Station) -> FastAPI:
                 "station": station.config.station,
                 "version": __version__,
                 "single_allowed": station.policy.allow_single_officer.value,
+                "fault_reasons": OFFICER_REASONS,
             },
         )
 
@@ -62,6 +65,7 @@ def create_app(station: Station) -> FastAPI:
     kiosk, equipment = build_routers(station)
     app.include_router(kiosk)
     app.include_router(equipment)
+    app.include_router(maintenance_router(station))
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:

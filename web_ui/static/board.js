@@ -1,7 +1,8 @@
 // Shared page components: message lookup, the live bay board, the alarm list, the event stream.
 // Every text comes from the message catalogue (window.MESSAGES), never from this file.
+// An argument that is itself a catalogue key (a fault lock's reason) is shown translated.
 export const T = (key, args = {}) =>
-  (window.MESSAGES[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => args[k] ?? "");
+  (window.MESSAGES[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => window.MESSAGES[args[k]] ?? args[k] ?? "");
 
 export const fmtBytes = (n) => {
   if (n == null) return "–";
