@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tinydb import Query
 
-from appliance import faults, maintenance
+from appliance import battery, faults, inventory, maintenance
 from appliance.alarms import AlarmBoard
 from appliance.attachments import AttachmentStore
 from appliance.checkout import ASSIGNMENTS
@@ -55,6 +55,7 @@ class EquipmentService:
         self.log = MaintenanceLog(db, events, tuple(b.number for b in config.bays), self.attachments.exists)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="equipment")
         self.bays: BayService | None = None
+        self.battery_monitor = battery.BatteryMonitor(lambda row: self.submit(self._store_battery_reading, row))
         self.detector = FaultDetector(
             settings, policy.checkout.max_clock_drift_s.value, self._station_fault, self._camera_in_bay
         )
@@ -63,6 +64,7 @@ class EquipmentService:
         """Watch the bays (dock, errors, charging) and the check-out gate's readings."""
         self.bays = bays
         bays.observers.append(self.detector.observe)
+        bays.observers.append(self.battery_monitor.observe)
         if checkout is not None:
             checkout.gate_observers.append(self._gate_readings)
 
@@ -113,6 +115,39 @@ class EquipmentService:
         return self.db.call(
             lambda db: maintenance.schedule(db, self.policy, now, self.config.maintenance.due_soon_days)
         )
+
+    # -- battery health
+    def _store_battery_reading(self, row: dict[str, Any]) -> None:
+        entry = self.events.append("battery_reading", row)
+        self.db.call(lambda db: db.table(battery.TABLE).insert({**row, "seq": entry.seq}))
+
+    def battery_health(self, camera: str) -> dict[str, Any]:
+        """The camera's charge readings since its latest battery replacement and their capacity trend."""
+        settings = self.config.maintenance
+
+        def read(db: Any) -> dict[str, Any]:
+            replaced = [
+                r["performed_at"]
+                for r in maintenance.effective(db, "camera", camera)
+                if r["kind"] == "battery_replacement"
+            ]
+            rows = battery.since_last_battery(battery.readings(db, camera), replaced)
+            return {
+                "camera": camera,
+                "readings": rows,
+                **battery.estimate(rows, settings.battery_weak_fraction, settings.battery_min_span_pct),
+            }
+
+        return self.db.call(read)
+
+    def battery_overview(self) -> list[dict[str, Any]]:
+        """Every camera's battery trend in short, weak ones first."""
+        serials = [c["serial"] for c in self.db.call(inventory.cameras) if c["status"] != "retired"]
+        out = []
+        for serial in serials:
+            health = self.battery_health(serial)
+            out.append({k: health[k] for k in ("camera", "samples", "trend", "weak")})
+        return sorted(out, key=lambda r: (not r["weak"], r["camera"]))
 
     # -- faults
     def report_at_checkin(self, camera: str, reason: str, text: str = "") -> dict[str, Any]:

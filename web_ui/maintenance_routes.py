@@ -8,17 +8,22 @@ at check-in, the maintenance reminder) and ``equipment`` (equipment staff and su
 from __future__ import annotations
 
 from datetime import datetime
+from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field
 
-from appliance import faults, maintenance
+from appliance import battery, faults, inventory, maintenance
 from appliance.attachments import AttachmentError
 from appliance.equipment import EquipmentService
 from appliance.faults import FaultError
 from appliance.maintenance import EntryRequest, MaintenanceError
+from web_ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue
 
 if TYPE_CHECKING:
     from appliance.station import Station
@@ -60,8 +65,10 @@ def error(kind: str, exc: Exception, field: str | None = None) -> JSONResponse:
 
 def build_router(station: Station) -> APIRouter:
     """One router for web_ui/app.py holding both: a role guard goes into the ``dependencies`` of each."""
-    kiosk = APIRouter(dependencies=[])
-    equipment = APIRouter(dependencies=[])
+    kiosk = APIRouter(prefix="/api", dependencies=[])
+    equipment = APIRouter(prefix="/api", dependencies=[])
+    pages = APIRouter(dependencies=[])  # equipment staff's pages
+    templates = Jinja2Templates(directory=str(resources.files("web_ui") / "templates"))
 
     def service() -> EquipmentService:
         if station.equipment is None:
@@ -149,7 +156,48 @@ def build_router(station: Station) -> APIRouter:
         except FaultError as exc:
             return error("fault", exc)
 
-    router = APIRouter(prefix="/api")
-    router.include_router(kiosk)
-    router.include_router(equipment)
+    @equipment.get("/battery/{serial}")
+    async def battery_health(serial: str) -> dict[str, Any]:
+        await _known_camera(serial)
+        return await service().run(service().battery_health, serial)
+
+    @equipment.get("/battery")
+    async def battery_overview() -> list[dict[str, Any]]:
+        return await service().run(service().battery_overview)
+
+    async def _known_camera(serial: str) -> dict[str, Any]:
+        row = await station.db.run(lambda db: inventory.camera(db, serial))
+        if row is None:
+            raise HTTPException(404, f"no camera {serial} in the registry")
+        return row
+
+    # -- pages
+    @pages.get("/admin/camera/{serial}", response_class=HTMLResponse)
+    async def camera_page(request: Request, serial: str, lang: str = DEFAULT_LANGUAGE) -> HTMLResponse:
+        lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+        camera = await _known_camera(serial)
+        health = await service().run(service().battery_health, serial)
+        history = await station.db.run(lambda db: maintenance.history(db, "camera", serial))
+        camera_faults = [f for f in await station.db.run(faults.all_faults) if f["camera"] == serial]
+        zone = ZoneInfo(station.config.station.timezone)
+        return templates.TemplateResponse(
+            request,
+            "camera.html",
+            {
+                "lang": lang,
+                "t": catalogue(lang),
+                "station": station.config.station,
+                "camera": {k: v for k, v in camera.items() if k != "password"},
+                "health": health,
+                "chart": Markup(battery.chart_svg(health)),  # numbers only, built by the station
+                "min_points": battery.MIN_POINTS,
+                "history": history,
+                "faults": camera_faults,
+                "local": lambda iso: datetime.fromisoformat(iso).astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+            },
+        )
+
+    router = APIRouter()
+    for part in (kiosk, equipment, pages):
+        router.include_router(part)
     return router
