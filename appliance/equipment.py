@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from tinydb import Query
 
@@ -26,6 +27,7 @@ from appliance.fault_detection import FaultDetector
 from appliance.gate import Reading
 from appliance.maintenance import EntryRequest, MaintenanceLog
 from appliance.policy import PolicyProfile
+from appliance.spot_checks import SpotChecks
 from appliance.state.db import StateDB
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class EquipmentService:
         self.log = MaintenanceLog(db, events, tuple(b.number for b in config.bays), self.attachments.exists)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="equipment")
         self.bays: BayService | None = None
+        self.spot_checks = SpotChecks(db, events, ZoneInfo(config.station.timezone))
         self.battery_monitor = battery.BatteryMonitor(lambda row: self.submit(self._store_battery_reading, row))
         self.detector = FaultDetector(
             settings, policy.checkout.max_clock_drift_s.value, self._station_fault, self._camera_in_bay

@@ -7,7 +7,7 @@ at check-in, the maintenance reminder) and ``equipment`` (equipment staff and su
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -18,11 +18,12 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field
 
-from appliance import battery, faults, inventory, maintenance
+from appliance import battery, faults, inventory, maintenance, spot_checks
 from appliance.attachments import AttachmentError
 from appliance.equipment import EquipmentService
 from appliance.faults import FaultError
 from appliance.maintenance import EntryRequest, MaintenanceError
+from appliance.spot_checks import ApprovalRequired, SpotCheckError
 from web_ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue
 
 if TYPE_CHECKING:
@@ -57,6 +58,21 @@ class EntryBody(_Body):
     attachments: Annotated[list[Sha256], Field(max_length=16)] = []
     faults: Annotated[list[Annotated[str, Field(max_length=16)]], Field(max_length=16)] = []
     corrects: Annotated[str, Field(max_length=16)] | None = None
+
+
+class DrawBody(_Body):
+    by: Annotated[str, Field(min_length=1, max_length=16)]
+    size: Annotated[int, Field(ge=1, le=500)]
+    since: date
+    until: date
+    seed: Annotated[int, Field(ge=0, lt=2**53)] | None = None
+
+
+class VerdictBody(_Body):
+    key: Annotated[str, Field(min_length=1, max_length=200)]
+    by: Annotated[str, Field(min_length=1, max_length=16)]
+    verdict: Annotated[str, Field(max_length=16)]
+    note: Text = ""
 
 
 def error(kind: str, exc: Exception, field: str | None = None) -> JSONResponse:
@@ -164,6 +180,35 @@ def build_router(station: Station) -> APIRouter:
     @equipment.get("/battery")
     async def battery_overview() -> list[dict[str, Any]]:
         return await service().run(service().battery_overview)
+
+    @equipment.post("/spot-checks", response_model=None)
+    async def draw(body: DrawBody) -> dict[str, Any] | JSONResponse:
+        checks = service().spot_checks
+        try:
+            return await service().run(checks.draw, body.by, body.size, body.since, body.until, body.seed)
+        except SpotCheckError as exc:
+            return error("spot_check", exc)
+
+    @equipment.get("/spot-checks")
+    async def spot_check_ledger() -> list[dict[str, Any]]:
+        return await station.db.run(spot_checks.ledger)
+
+    @equipment.post("/spot-checks/{check_id}/verdicts", response_model=None)
+    async def verdict(check_id: str, body: VerdictBody) -> dict[str, Any] | JSONResponse:
+        checks = service().spot_checks
+        try:
+            return await service().run(checks.verdict, check_id, body.key, body.by, body.verdict, body.note)
+        except SpotCheckError as exc:
+            return error("spot_check", exc)
+
+    @equipment.get("/spot-checks/{check_id}/recordings/{key:path}/view", response_model=None)
+    async def view(check_id: str, key: str, by: str) -> JSONResponse:
+        """Replay for the reviewer: the approval flow of the security issue decides (004 Art. 15)."""
+        try:
+            await service().run(service().spot_checks.view, check_id, key, by)
+        except ApprovalRequired as exc:
+            return JSONResponse({"error": "approval_required", "message": str(exc)}, status_code=403)
+        raise HTTPException(501, "approved: serving the recording comes with the approval flow")
 
     async def _known_camera(serial: str) -> dict[str, Any]:
         row = await station.db.run(lambda db: inventory.camera(db, serial))
