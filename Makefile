@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # Debian packages the simulator and the tests use: real FAT32/exFAT tools, FUSE, ffmpeg for real MP4s,
-# Chromium for the browser tests, CJK fonts so the kiosk's Chinese renders in screenshots.
-DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux ffmpeg chromium fonts-noto-cjk
+# Chromium for the browser tests, CJK fonts so the kiosk's Chinese renders in screenshots; Pango for the
+# PDF reports (WeasyPrint) and poppler-utils (pdftoppm) to check in tests that a PDF page renders.
+DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux ffmpeg chromium fonts-noto-cjk \
+	libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
 
 .PHONY: demo test lint deps venv clean
 

@@ -17,11 +17,12 @@ from zoneinfo import ZoneInfo
 
 from tinydb import Query
 
-from appliance import battery, faults, inventory, maintenance
+from appliance import battery, faults, inventory, maintenance, reports
 from appliance.alarms import AlarmBoard
 from appliance.attachments import AttachmentStore
 from appliance.checkout import ASSIGNMENTS
 from appliance.config import StationConfig
+from appliance.deadlines import WorkCalendar
 from appliance.eventlog import EventLog
 from appliance.fault_detection import FaultDetector
 from appliance.gate import Reading
@@ -151,6 +152,15 @@ class EquipmentService:
             health = self.battery_health(serial)
             out.append({k: health[k] for k in ("camera", "samples", "trend", "weak")})
         return sorted(out, key=lambda r: (not r["weak"], r["camera"]))
+
+    # -- monthly report
+    def monthly_report(self, year: int, month: int) -> dict[str, Any]:
+        """Blocking: reads the event log (refusals) and the state; any worker thread."""
+        calendar = WorkCalendar(ZoneInfo(self.config.station.timezone))
+        start, end = reports.month_bounds(year, month, ZoneInfo(self.config.station.timezone))
+        refusals = reports.gate_refusals(self.events, start, end)
+        days = self.config.maintenance.due_soon_days
+        return self.db.call(lambda db: reports.monthly_report(db, refusals, self.policy, calendar, year, month, days))
 
     # -- faults
     def report_at_checkin(self, camera: str, reason: str, text: str = "") -> dict[str, Any]:

@@ -7,22 +7,24 @@ at check-in, the maintenance reminder) and ``equipment`` (equipment staff and su
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field
 
-from appliance import battery, faults, inventory, maintenance, spot_checks
+from appliance import battery, faults, inventory, maintenance, reports, spot_checks
 from appliance.attachments import AttachmentError
 from appliance.equipment import EquipmentService
 from appliance.faults import FaultError
 from appliance.maintenance import EntryRequest, MaintenanceError
+from appliance.report_pdf import html_to_pdf
 from appliance.spot_checks import ApprovalRequired, SpotCheckError
 from web_ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue
 
@@ -73,6 +75,9 @@ class VerdictBody(_Body):
     by: Annotated[str, Field(min_length=1, max_length=16)]
     verdict: Annotated[str, Field(max_length=16)]
     note: Text = ""
+
+
+MonthParam = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")]
 
 
 def error(kind: str, exc: Exception, field: str | None = None) -> JSONResponse:
@@ -209,6 +214,83 @@ def build_router(station: Station) -> APIRouter:
         except ApprovalRequired as exc:
             return JSONResponse({"error": "approval_required", "message": str(exc)}, status_code=403)
         raise HTTPException(501, "approved: serving the recording comes with the approval flow")
+
+    # -- monthly report (004 Art. 23)
+    def _month(month: str | None) -> tuple[int, int]:
+        if month is None:
+            today = datetime.now(ZoneInfo(station.config.station.timezone))
+            return today.year, today.month
+        year, number = int(month[:4]), int(month[5:])
+        if not 1 <= number <= 12 or not 2000 <= year <= 2100:
+            raise HTTPException(422, "month must be YYYY-MM between 2000-01 and 2100-12")
+        return year, number
+
+    async def _report(month: str | None) -> dict[str, Any]:
+        year, number = _month(month)
+        loop = asyncio.get_running_loop()  # not the equipment worker: faults must not wait for a report
+        return await loop.run_in_executor(None, service().monthly_report, year, number)
+
+    def _report_page(request: Request, report: dict[str, Any], lang: str, pdf: bool) -> str | HTMLResponse:
+        t = catalogue(lang)
+        zone = ZoneInfo(station.config.station.timezone)
+        kinds = {k: t[f"maint.kind.{k}"] for k in maintenance.KINDS}
+        reasons = {k: t[f"fault.reason.{k}"] for k in (*faults.OFFICER_REASONS, *faults.STATION_REASONS)}
+        refusal_labels = {
+            k: t.get(f"report.refusal.{k.removeprefix('gate.')}", k) for k in report["refusals"]["by_reason"]
+        }
+        per_officer = {f"{p} {r['name']}": r["count"] for p, r in report["checkouts"]["per_officer"].items()}
+        charts = {
+            "per_camera": Markup(reports.bar_chart_svg(report["checkouts"]["per_camera"])),
+            "per_officer": Markup(reports.bar_chart_svg(per_officer)),
+            "refusals": Markup(reports.bar_chart_svg(report["refusals"]["by_reason"], refusal_labels)),
+            "faults": Markup(reports.bar_chart_svg(report["faults"]["by_reason"], reasons)),
+            "maintenance": Markup(reports.bar_chart_svg(report["maintenance"]["by_kind"], kinds)),
+        }
+        period = report["period"]
+        context = {
+            "lang": lang,
+            "t": t,
+            "station": station.config.station,
+            "report": report,
+            "charts": charts,
+            "pdf": pdf,
+            "month_label": f"{period['year']}-{period['month']:02d}",
+            "generated": datetime.fromisoformat(report["generated_at"]).astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+        }
+        if pdf:
+            return templates.get_template("report.html").render(context)
+        return templates.TemplateResponse(request, "report.html", context)
+
+    @equipment.get("/reports/monthly")
+    async def monthly(month: MonthParam = None) -> dict[str, Any]:
+        return await _report(month)
+
+    @equipment.get("/reports/monthly.csv")
+    async def monthly_csv(month: MonthParam = None) -> Response:
+        report = await _report(month)
+        name = f"report-{report['period']['year']}-{report['period']['month']:02d}.csv"
+        return Response(
+            reports.report_csv(report).encode("utf-8"),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    @equipment.get("/reports/monthly.pdf")
+    async def monthly_pdf(request: Request, month: MonthParam = None, lang: str = DEFAULT_LANGUAGE) -> Response:
+        lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+        report = await _report(month)
+        html = _report_page(request, report, lang, pdf=True)
+        assert isinstance(html, str)
+        pdf = await asyncio.get_running_loop().run_in_executor(None, html_to_pdf, html)
+        name = f"report-{report['period']['year']}-{report['period']['month']:02d}.pdf"
+        return Response(
+            pdf, media_type="application/pdf", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        )
+
+    @pages.get("/admin/report", response_class=HTMLResponse)
+    async def report_page(request: Request, month: MonthParam = None, lang: str = DEFAULT_LANGUAGE) -> Any:
+        lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+        return _report_page(request, await _report(month), lang, pdf=False)
 
     async def _known_camera(serial: str) -> dict[str, Any]:
         row = await station.db.run(lambda db: inventory.camera(db, serial))
