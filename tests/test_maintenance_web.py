@@ -12,7 +12,7 @@ from devices.sim.server import SimServer
 from devices.sim.world import SimWorld
 from tests.conftest import register_officers, wait_until
 from tests.test_checkout import A, B, ready, setup
-from tests.test_kiosk import BADGE, card_ticket, client, identify_both, kiosk
+from tests.test_kiosk import BADGE, card_ticket, client, identify_both, kiosk, web_up
 from tests.test_web import ARTIFACTS, base_url, browser  # noqa: F401  (browser is a fixture)
 from web_ui.i18n import catalogue
 
@@ -135,4 +135,55 @@ def test_kiosk_reminds_when_a_due_camera_is_docked(
     assert page.locator("#reminders li").inner_text() == catalogue("zh")["kiosk.fault.due"].format(serial="CAMDUE1")
     sim_server.undock(3)
     page.wait_for_selector("#reminders li", state="detached", timeout=20_000)
+    page.close()
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_admin_page_lists_maintenance_due_and_open_faults(
+    lang,
+    tmp_path,
+    world: SimWorld,
+    sim_server: SimServer,
+    start_station,
+    browser,  # noqa: F811
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from appliance.maintenance import EntryRequest
+
+    config = setup(tmp_path, world, {"CAMOLD1": {}, "CAMNEW1": {}, "CAMNVR1": {}})
+    register_officers(config, {"police_no": STAFF, "role": "equipment"})
+    station = start_station(cfg=config, serve_web=True)
+    equipment = station.station.equipment
+    now = datetime.now(UTC)
+    equipment.record(EntryRequest("camera", "CAMOLD1", "cleaning", STAFF, performed_at=now - timedelta(days=100)))
+    equipment.record(EntryRequest("camera", "CAMNEW1", "inspection", STAFF, performed_at=now - timedelta(days=1)))
+    equipment.report_fault("CAMNEW1", "buttons", "officer", A, "电源键卡住")
+    web_up(station)
+    t = catalogue(lang)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{base_url(station)}/admin?lang={lang}")
+    page.wait_for_selector("#maintenance-due tr[data-camera=CAMOLD1]")
+    due = page.locator("#maintenance-due tbody tr")
+    # Overdue first, then never maintained; the camera maintained yesterday is not listed.
+    assert [r.get_attribute("data-camera") for r in due.all()] == ["CAMOLD1", "CAMNVR1"]
+    assert [r.get_attribute("data-state") for r in due.all()] == ["overdue", "due"]
+    assert due.nth(0).locator("td").nth(4).inner_text() == t["maint.state.overdue"]
+    assert due.nth(1).locator("td").nth(2).inner_text() == t["maint.never"]
+    fault_row = page.locator("#open-faults tr[data-camera=CAMNEW1]")
+    assert t["fault.reason.buttons"] in fault_row.inner_text() and "电源键卡住" in fault_row.inner_text()
+    page.screenshot(path=str(ARTIFACTS / f"admin-maintenance-{lang}.png"), full_page=True)
+
+    page.click("#maintenance-due a:has-text('CAMOLD1')")  # the camera's own page
+    page.wait_for_selector("#camera-history")
+    assert page.locator("h1").inner_text() == t["maint.camera_title"].format(serial="CAMOLD1")
+    assert page.locator("#camera-history tbody tr").count() == 1
+    assert t["maint.kind.cleaning"] in page.locator("#camera-history").inner_text()
+    assert page.locator("#battery svg.chart").count() == 1
+    page.goto(f"{base_url(station)}/admin/report?lang={lang}")
+    page.wait_for_selector("#report-faults")
+    assert page.locator("#report-faults p").first.inner_text() == t["report.faults_line"].format(
+        opened=1, repaired=0, open=1
+    )
+    page.screenshot(path=str(ARTIFACTS / f"admin-report-{lang}.png"), full_page=True)
     page.close()

@@ -22,7 +22,40 @@ const assignmentCells = (a) => [
   local(a.issued_at), local(a.returned_at) || local(a.due_at), T(`admin.status.${a.status}`),
 ];
 
+// Equipment management: what is due or overdue for maintenance, open faults, weak batteries. Each camera
+// links to its page (battery chart, faults, maintenance log).
+function cameraLink(serial) {
+  return Object.assign(document.createElement("a"), {
+    href: `/admin/camera/${encodeURIComponent(serial)}?lang=${document.body.dataset.lang}`, textContent: serial,
+  });
+}
+
+function linkedRows(table, items, cells, attrs = () => ({})) {
+  rows(table, items, cells);
+  if (!items.length) return;
+  [...table.tBodies[0].rows].forEach((tr, i) => {
+    Object.assign(tr.dataset, attrs(items[i]));
+    tr.cells[0].replaceChildren(cameraLink(tr.cells[0].textContent));
+  });
+}
+
+async function refreshEquipment() {
+  const schedule = (await (await fetch("/api/maintenance/schedule")).json()).filter((r) => r.state !== "ok");
+  linkedRows($("maintenance-due"), schedule, (r) => [
+    r.camera, r.model, r.last_at ? local(r.last_at) : T("maint.never"), r.due_at ? local(r.due_at) : "–",
+    T(`maint.state.${r.state}`),
+  ], (r) => ({ camera: r.camera, state: r.state }));
+  linkedRows($("open-faults"), await (await fetch("/api/faults")).json(), (f) => [
+    f.camera, T(`fault.reason.${f.reason}`), T(`maint.source.${f.source}`), f.text, local(f.opened_at),
+  ], (f) => ({ camera: f.camera, fault: f.id }));
+  const weak = (await (await fetch("/api/battery")).json()).filter((b) => b.weak);
+  linkedRows($("weak-batteries"), weak, (b) => [
+    b.camera, `${Math.round(b.trend.health * 100)}%`, `${Math.round(b.trend.current_mah)} / ${Math.round(b.trend.reference_mah)} mAh`,
+  ], (b) => ({ camera: b.camera }));
+}
+
 async function refresh() {
+  refreshEquipment();
   const ratio = await (await fetch("/api/fleet/ratio")).json();
   const el = $("ratio");
   el.dataset.ok = String(ratio.meets_standard);
