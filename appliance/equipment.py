@@ -79,7 +79,10 @@ class EquipmentService:
         return None if view.state in ("empty", "unauthorised") else (view.camera or {}).get("serial")
 
     def _station_fault(self, camera: str, reason: str, detail: dict[str, Any]) -> None:
-        self.submit(self.report_fault, camera, reason, "station", "station", "", detail)
+        try:
+            self.submit(self.report_fault, camera, reason, "station", "station", "", detail)
+        except RuntimeError:  # the station is stopping (a late timer): the condition is seen again next start
+            log.warning("camera %s: %s seen while stopping; not reported", camera, reason)
 
     def _gate_readings(self, camera: str, readings: list[Reading]) -> None:
         if self.db.call(lambda db: self.detector.gate(db, camera, readings)):

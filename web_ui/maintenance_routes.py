@@ -318,6 +318,8 @@ def build_router(station: Station) -> APIRouter:
                 "health": health,
                 "chart": Markup(battery.chart_svg(health)),  # numbers only, built by the station
                 "min_points": battery.MIN_POINTS,
+                "kinds": maintenance.KINDS,
+                "results": maintenance.RESULTS,
                 "history": history,
                 "faults": camera_faults,
                 "local": lambda iso: datetime.fromisoformat(iso).astimezone(zone).strftime("%Y-%m-%d %H:%M"),
