@@ -21,7 +21,8 @@ from appliance.spot_checks import ApprovalRequired, SpotCheckError, SpotChecks, 
 from appliance.state.db import StateDB
 from tests.conftest import register_officers
 from tests.test_kiosk import web_up
-from tests.test_web import base_url
+from tests.test_web import ARTIFACTS, base_url, browser  # noqa: F401  (browser is a fixture)
+from web_ui.i18n import catalogue
 
 SUPERVISOR = "330001"
 TZ_DAY = date(2026, 3, 10)
@@ -148,3 +149,40 @@ def test_spot_check_api(tmp_path, world, sim_server, start_station) -> None:
         assert http.post("/api/spot-checks", json={**body, "size": 0}).status_code == 422
         empty = http.post("/api/spot-checks", json={**body, "since": "2020-01-01", "until": "2020-01-01"})
         assert empty.status_code == 400 and empty.json()["error"] == "spot_check"
+
+
+def test_spot_check_panel_in_chromium(tmp_path, world, sim_server, start_station, browser) -> None:  # noqa: F811
+    from tests.test_checkout import setup
+
+    config = setup(tmp_path, world, {}, central={"kind": "disabled"})
+    register_officers(config, {"police_no": SUPERVISOR, "role": "admin"}, *({"police_no": o} for o in MADE))
+    station = start_station(cfg=config, serve_web=True)
+    fill(station.station.db)
+    web_up(station)
+    t = catalogue("zh")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{base_url(station)}/admin?lang=zh")
+    page.wait_for_selector("#conn[data-state=live]")
+    page.fill("#spot-form input[name=by]", SUPERVISOR)
+    page.fill("#spot-form input[name=size]", "6")
+    page.fill("#spot-form input[name=since]", "2026-03-10")
+    page.fill("#spot-form input[name=until]", "2026-03-10")
+    page.fill("#spot-form input[name=seed]", "42")
+    page.click("#spot-form button[type=submit]")
+    page.wait_for_selector("#spot-sample tr[data-key]")
+    rows = page.locator("#spot-sample tr[data-key]")
+    assert rows.count() == 6 and "42" in page.locator("#spot-result").inner_text()
+    population = station.station.db.call(
+        lambda db: spot_checks.population(db, ZoneInfo("Asia/Shanghai"), TZ_DAY, TZ_DAY)
+    )
+    assert [r.get_attribute("data-key") for r in rows.all()] == [r["key"] for r in draw_sample(population, 6, 42)]
+    first = rows.first
+    first.locator("button[data-verdict=issue]").click()
+    page.wait_for_selector("#spot-sample tr[data-verdict=issue]")
+    assert station.station.db.call(spot_checks.ledger)[0]["sample"][0]["verdict"] == "issue"
+    page.locator("#spot-sample tr[data-key] button[data-action=view]").first.click()
+    page.wait_for_function(
+        "text => document.getElementById('spot-result').textContent === text", arg=t["spot.approval"]
+    )
+    page.screenshot(path=str(ARTIFACTS / "admin-spot-check-zh.png"), full_page=True)
+    page.close()

@@ -54,6 +54,64 @@ async function refreshEquipment() {
   ], (b) => ({ camera: b.camera }));
 }
 
+// Spot checks: draw a reproducible sample, enter a verdict per recording; replay waits for approval.
+async function postJson(path, body) {
+  const response = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  return { ok: response.ok, status: response.status, data: await response.json().catch(() => ({})) };
+}
+
+function spotMessage(text) {
+  const el = $("spot-result");
+  el.textContent = text;
+  el.hidden = false;
+}
+
+function renderSample(check, reviewer) {
+  const body = $("spot-sample").tBodies[0];
+  body.replaceChildren(...check.sample.map((r) => {
+    const tr = document.createElement("tr");
+    tr.dataset.key = r.key;
+    tr.dataset.verdict = r.verdict ?? "";
+    for (const text of [r.officer, r.camera, r.name, local(r.ingested_at)]) {
+      tr.append(Object.assign(document.createElement("td"), { textContent: text }));
+    }
+    const actions = document.createElement("td");
+    for (const verdict of ["compliant", "issue", "unusable"]) {
+      const button = Object.assign(document.createElement("button"), {
+        type: "button", className: "button secondary", textContent: T(`spot.verdict.${verdict}`),
+      });
+      button.dataset.verdict = verdict;
+      button.setAttribute("aria-pressed", String(r.verdict === verdict));
+      button.onclick = async () => {
+        const { ok, data } = await postJson(`/api/spot-checks/${check.id}/verdicts`, { key: r.key, by: reviewer, verdict });
+        if (!ok) return spotMessage(T("spot.error", { message: data.message ?? "" }));
+        renderSample(data, reviewer);
+      };
+      actions.append(button);
+    }
+    const view = Object.assign(document.createElement("button"), { type: "button", className: "button", textContent: T("spot.view") });
+    view.dataset.action = "view";
+    view.onclick = async () => {
+      const response = await fetch(`/api/spot-checks/${check.id}/recordings/${r.key}/view?by=${encodeURIComponent(reviewer)}`);
+      if (response.status === 403) spotMessage(T("spot.approval"));
+    };
+    actions.append(view);
+    tr.append(actions);
+    return tr;
+  }));
+}
+
+$("spot-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData($("spot-form"));
+  const body = { by: f.get("by").trim(), size: Number(f.get("size")), since: f.get("since"), until: f.get("until") };
+  if (f.get("seed").trim()) body.seed = Number(f.get("seed"));
+  const { ok, data } = await postJson("/api/spot-checks", body);
+  if (!ok) return spotMessage(T("spot.error", { message: data.message ?? JSON.stringify(data.detail ?? "") }));
+  spotMessage(T("spot.drawn", { id: data.id, n: data.sample.length, population: data.population, seed: data.seed }));
+  renderSample(data, body.by);
+});
+
 async function refresh() {
   refreshEquipment();
   const ratio = await (await fetch("/api/fleet/ratio")).json();
