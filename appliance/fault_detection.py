@@ -1,6 +1,6 @@
 """Faults the station opens by itself from what it measures (004 Art. 20: stop using a faulty device at once):
 
-- ``unresponsive``: the camera stopped answering on its control port (or answered nonsense) while docked;
+- ``unresponsive``: the camera stopped answering on its control port while it stayed docked;
 - ``storage_error``: its storage could not be read during the offload (the station's own store is not the
   camera's fault and opens nothing);
 - ``no_charge_current``: docked, not full, and the bay draws no current (the ChargeCurrentCheck health check)
@@ -25,7 +25,7 @@ from tinydb import Query, TinyDB
 from appliance.config import MaintenanceSection
 from appliance.gate import Reading
 from appliance.health.charge_current import ChargeCurrentCheck, ChargeReading
-from devices.camera.model import CameraAuthError, CameraError
+from devices.camera.model import CameraGone
 from devices.volumes import VolumeError
 
 WATCH = "fault_watch"  # StateDB table: per camera, gate clock readings beyond policy in a row
@@ -74,7 +74,7 @@ class FaultDetector:
         camera = data["camera"]
         if isinstance(exc, VolumeError):
             self._once(bay, camera, "storage_error", {"bay": bay, "detail": str(exc)[:300]})
-        elif isinstance(exc, CameraError) and not isinstance(exc, CameraAuthError):
+        elif isinstance(exc, CameraGone):  # not a wrong password or a serial mismatch: those are alarms
             detail = {"bay": bay, "error": data.get("error", ""), "detail": str(exc)[:300]}
 
             def still_there() -> None:  # a camera pulled out mid-identify is not a silent camera

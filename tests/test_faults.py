@@ -219,3 +219,18 @@ def test_officer_report_at_checkin_names_the_last_holders(tmp_path, world, sim_s
     wait_until(lambda: events(station, "checkin"), 20, "check-in")
     fault = station.station.equipment.report_at_checkin("CAMBACK", "damaged", "摔落，外壳开裂")
     assert fault["by"] == A and fault["detail"] == {"assignment": assignment["id"], "officers": [A, B]}
+
+
+def test_no_fault_for_a_serial_mismatch(tmp_path, world, sim_server, start_station) -> None:
+    """A camera whose identity does not match its registration raises an alarm (possible tampering); it is
+    not a silent camera, and the registered camera is not the one to lock."""
+    config = setup(tmp_path, world, {})
+    world.create_camera("CAMWHO2", fs_type="vfat", size_mib=40)
+    register_cameras(config, "CAMWHO1", usb_serial="CAMWHO2")  # the registry says this USB serial is CAMWHO1
+    station = start_station(cfg=config)
+    sim_server.dock("CAMWHO2", 1)
+    station.wait_bay(1, "error")
+    assert {"alarm.serial_mismatch"} <= {a["message"] for a in station.station.alarms.active()}
+    time.sleep(3)
+    station.station.equipment.flush()
+    assert station.station.db.call(faults.open_faults) == []
