@@ -58,6 +58,7 @@ class BayView:
     charge: dict[str, Any] | None = None  # from the dock board: {"state", "current_ma", "present"}
     led: str = "off"
     checkout: dict[str, Any] | None = None  # set by the check-out service: {"assignment", "phase", ...}
+    locked: bool = False  # set by equipment management: the camera has an open fault, never green
     updated: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -236,6 +237,7 @@ class BayService:
             bay,
             state="empty",
             camera=None,
+            locked=False,
             battery_pct=None,
             storage_total=None,
             storage_free=None,
@@ -450,6 +452,14 @@ class BayService:
         """Fresh readings taken by someone else on the camera's control port (the check-out gate)."""
         self._update(bay, battery_pct=battery_pct, storage_total=storage_total, storage_free=storage_free)
 
+    def set_locked(self, serial: str, locked: bool) -> None:
+        """Mark the bay holding camera ``serial`` (if docked) as holding a locked camera: its LED shows a
+        fault instead of green, so nobody reaches for it."""
+        for number, view in self.views.items():
+            docked = (view.camera or {}).get("serial") == serial and view.state not in ("empty", "unauthorised")
+            if docked and view.locked != locked:
+                self._update(number, locked=locked)
+
     def set_checkout(self, bay: int, info: dict[str, Any] | None) -> None:
         """Show a check-out on the bay (its LED and tile): phase "release" (take it) or "out" (on duty)."""
         self._update(bay, checkout=info)
@@ -491,6 +501,8 @@ def led_for(view: BayView) -> str:
         case "error" | "unauthorised":
             return "fault"
         case "ready":
+            if view.locked:
+                return "fault"
             full = (view.battery_pct is not None and view.battery_pct >= 100) or (view.charge or {}).get(
                 "state"
             ) == "full"

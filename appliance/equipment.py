@@ -69,8 +69,18 @@ class EquipmentService:
         self.bays = bays
         bays.observers.append(self.detector.observe)
         bays.observers.append(self.battery_monitor.observe)
+        bays.observers.append(self._show_lock)
         if checkout is not None:
             checkout.gate_observers.append(self._gate_readings)
+
+    def _show_lock(self, what: str, bay: int, data: dict[str, Any]) -> None:
+        if what == "identify":  # a locked camera docks: its bay must not light green
+            self.submit(self._refresh_lock, data["camera"])
+
+    def _refresh_lock(self, camera: str) -> None:
+        row = self.db.call(lambda db: inventory.camera(db, camera)) or {}
+        if self.bays is not None:
+            self.bays.set_locked(camera, row.get("lock") is not None)
 
     def _camera_in_bay(self, bay: int) -> str | None:
         if self.bays is None:
@@ -112,6 +122,8 @@ class EquipmentService:
         camera = row["target_id"]
         if row["faults"] and self.alarms and not self.db.call(lambda db: faults.open_faults(db, camera)):
             self.alarms.clear(f"fault:{camera}")
+        if row["faults"]:
+            self._refresh_lock(camera)
         return row
 
     def add_attachment(self, data: bytes) -> dict[str, str | int]:
@@ -196,6 +208,7 @@ class EquipmentService:
                 camera=camera,
                 fault=row["id"],
             )
+        self._refresh_lock(camera)
         log.warning("camera %s: fault %s opened (%s, %s)", camera, row["id"], reason, source)
         return stored
 

@@ -46,6 +46,12 @@ def test_open_fault_blocks_checkout_until_a_repair_entry(tmp_path, world, sim_se
     caught = refused(station, service.checkout(tickets(station, A, B), bay=1))
     assert caught.code == "gate.lock" and caught.args_ == {"reason": "fault.reason.wont_record"}
     assert {"alarm.fault"} <= {a["message"] for a in station.station.alarms.active()}
+    assert station.bay(1)["locked"] is True and station.bay(1)["led"] == "fault"  # never green while faulty
+    sim_server.undock(1)  # moved to another bay, it is still locked there
+    sim_server.dock("CAMFLT1", 3)
+    wait_until(lambda: station.bay(3)["locked"] and station.bay(3)["state"] == "ready", 30, "locked in bay 3")
+    assert station.bay(3)["led"] == "fault" and station.bay(1)["locked"] is False
+    wait_until(lambda: station.station.bays.offload_done(3), 30, "bay 3 freed")
 
     # Only a repair entry lifts the lock: not the registry's unlock, not an officer, not an inspection.
     with pytest.raises(inventory.RegistryError, match="open faults"):
@@ -62,8 +68,9 @@ def test_open_fault_blocks_checkout_until_a_repair_entry(tmp_path, world, sim_se
     closed = station.station.db.call(lambda db: faults.get(db, fault["id"]))
     assert closed["status"] == "closed" and closed["repair"] == repair["id"] and closed["closed_by"] == STAFF
     assert camera_row(station, "CAMFLT1")["lock"] is None
+    assert station.bay(3)["locked"] is False and station.bay(3)["led"] == "ready"
     assert "alarm.fault" not in {a["message"] for a in station.station.alarms.active()}
-    assignment = station.call(service.checkout(tickets(station, A, B), bay=1))
+    assignment = station.call(service.checkout(tickets(station, A, B), bay=3))
     assert assignment["camera"] == "CAMFLT1"
 
 
