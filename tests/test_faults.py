@@ -19,8 +19,6 @@ from tests.conftest import register_cameras, register_officers, wait_until, writ
 from tests.test_checkout import A, B, C, events, ready, refused, setup, tickets
 
 STAFF = "220001"
-# Cameras that check out here start full: the simulator's charger saves the camera's state while it charges
-# and can write back a clock offset the gate just set (a race in the simulator, not in the station).
 
 
 def camera_row(station, serial: str) -> dict:

@@ -104,7 +104,7 @@ function renderSample(check, reviewer) {
 $("spot-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const f = new FormData($("spot-form"));
-  const body = { by: f.get("by").trim(), size: Number(f.get("size")), since: f.get("since"), until: f.get("until") };
+  const body = { by: f.get("by").trim(), size: Number(f.get("size")), since: f.get("sample_since"), until: f.get("sample_until") };
   if (f.get("seed").trim()) body.seed = Number(f.get("seed"));
   const { ok, data } = await postJson("/api/spot-checks", body);
   if (!ok) return spotMessage(T("spot.error", { message: data.message ?? JSON.stringify(data.detail ?? "") }));
