@@ -60,6 +60,7 @@ class BayView:
     charge: dict[str, Any] | None = None  # from the dock board: {"state", "current_ma", "present"}
     led: str = "off"
     checkout: dict[str, Any] | None = None  # set by the check-out service: {"assignment", "phase", ...}
+    locked: bool = False  # set by equipment management: the camera has an open fault, never green
     updated: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -113,6 +114,10 @@ class BayService:
         # Called on the loop with (bay, registry row) after a registered camera docks / after a bay empties.
         self.dock_listeners: list[Callable[[int, dict[str, Any]], Awaitable[None]]] = []
         self.undock_listeners: list[Callable[[int, str | None], Awaitable[None]]] = []
+        # Called with (what, bay, data) for readings equipment management watches: "identify" (camera,
+        # battery_pct), "error" (camera, error, exception), "charge" (every board poll: state, current_ma,
+        # present), "undock". From the loop or worker threads: observers must only hand work over.
+        self.observers: list[Callable[[str, int, dict[str, Any]], None]] = []
 
     # -- views
     def snapshot(self) -> list[dict[str, Any]]:
@@ -237,11 +242,13 @@ class BayService:
             if running.future is not None:
                 await asyncio.gather(running.future, return_exceptions=True)
         self.events.append("undock", {"bay": bay, "port_path": port, "usb_serial": device.usb.serial})
+        self._observe("undock", bay, {"usb_serial": device.usb.serial})
         present = self._present.pop(bay, None)
         self._update(
             bay,
             state="empty",
             camera=None,
+            locked=False,
             battery_pct=None,
             storage_total=None,
             storage_free=None,
@@ -283,6 +290,7 @@ class BayService:
     def _fail(self, bay: int, camera: dict[str, Any], message: str, exc: Exception) -> None:
         log.error("bay %s (%s): %s", bay, camera["serial"], exc)
         self.events.append("bay_error", {"bay": bay, "camera": camera["serial"], "error": message, "detail": str(exc)})
+        self._observe("error", bay, {"camera": camera["serial"], "error": message, "exception": exc})
         self._update(bay, state="error", message=message, detail=str(exc))
 
     def _identify(self, bay: int, device: DockedDevice, camera: dict[str, Any]) -> dict[str, Any]:
@@ -321,6 +329,7 @@ class BayService:
                 "storage_free": storage.free_bytes,
             },
         )
+        self._observe("identify", bay, {"camera": ident.serial, "battery_pct": battery})
         self._update(
             bay,
             camera={"serial": ident.serial, "vendor": ident.vendor, "model": ident.model, "firmware": ident.firmware},
@@ -480,6 +489,14 @@ class BayService:
         """Fresh readings taken by someone else on the camera's control port (the check-out gate)."""
         self._update(bay, battery_pct=battery_pct, storage_total=storage_total, storage_free=storage_free)
 
+    def set_locked(self, serial: str, locked: bool) -> None:
+        """Mark the bay holding camera ``serial`` (if docked) as holding a locked camera: its LED shows a
+        fault instead of green, so nobody reaches for it."""
+        for number, view in self.views.items():
+            docked = (view.camera or {}).get("serial") == serial and view.state not in ("empty", "unauthorised")
+            if docked and view.locked != locked:
+                self._update(number, locked=locked)
+
     def set_checkout(self, bay: int, info: dict[str, Any] | None) -> None:
         """Show a check-out on the bay (its LED and tile): phase "release" (take it) or "out" (on duty)."""
         self._update(bay, checkout=info)
@@ -491,8 +508,16 @@ class BayService:
             if bay is None:
                 continue
             charge = {"state": str(channel.charge_state), "current_ma": channel.current_ma, "present": channel.present}
+            self._observe("charge", bay, charge)
             if self.views[bay].charge != charge:
                 self._update(bay, charge=charge)
+
+    def _observe(self, what: str, bay: int, data: dict[str, Any]) -> None:
+        for observer in self.observers:
+            try:
+                observer(what, bay, data)
+            except Exception:  # an observer's bug must not stop the bays
+                log.exception("bay observer %r failed", observer)
 
     def close(self) -> None:
         for running in self._running.values():
@@ -513,6 +538,8 @@ def led_for(view: BayView) -> str:
         case "error" | "unauthorised":
             return "fault"
         case "ready":
+            if view.locked:
+                return "fault"
             full = (view.battery_pct is not None and view.battery_pct >= 100) or (view.charge or {}).get(
                 "state"
             ) == "full"

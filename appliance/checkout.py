@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -96,6 +97,8 @@ class CheckoutService:
         self._tickets: dict[str, _Ticket] = {}
         self._lock = asyncio.Lock()  # one check-out at a time: the one-camera-per-officer rule needs it
         bays.dock_listeners.append(self.on_dock)
+        # Called (worker thread) with the camera's serial and every gate reading taken, passed or not.
+        self.gate_observers: list[Callable[[str, list[Reading]], None]] = []
         bays.undock_listeners.append(self.on_undock)
 
     def _wall_clock(self) -> datetime:
@@ -274,6 +277,11 @@ class CheckoutService:
             refused = CheckoutRefused("gate.camera")
             refused.readings = [r.as_dict() for r in readings]
             raise refused from None
+        for observer in self.gate_observers:
+            try:
+                observer(camera["serial"], readings)
+            except Exception:  # equipment management watching must never stop a check-out
+                log.exception("gate observer %r failed", observer)
         if failed is not None:
             self._log("checkout_refused", self._body(bay, camera, officers, readings, failed.message))
             refused = CheckoutRefused(failed.message, **failed.args)

@@ -238,6 +238,19 @@ class DiscoverySection(_Section):
     interfaces: tuple[IPvAnyAddress, ...] = ()  # empty: every interface (IPv4)
 
 
+class MaintenanceSection(_Section):
+    """Site choices for equipment management: when the station opens a fault on its own, when a battery is
+    weak, what a maintenance attachment may be. (The maintenance interval is policy: appliance/policies.)"""
+
+    due_soon_days: Annotated[int, Field(ge=0, le=365)] = 14  # listed as due this long before the date
+    attachment_max_mib: Annotated[float, Field(gt=0, le=50)] = 10.0
+    charge_zero_fault_s: Annotated[float, Field(gt=0)] = 600.0  # no charge current while docked, not full
+    full_within_h: Annotated[float, Field(gt=0, le=48)] = 6.0  # a docked battery must be full by then
+    clock_drift_repeats: Annotated[int, Field(ge=1, le=100)] = 3  # gate clock readings in a row beyond policy
+    battery_weak_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.8  # of the camera's early capacity
+    battery_min_span_pct: Annotated[int, Field(ge=5, le=100)] = 20  # charge span that gives a capacity estimate
+
+
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -271,6 +284,7 @@ class StationConfig(_Section):
     checkout: CheckoutSection = CheckoutSection()
     security: SecuritySection = SecuritySection()
     discovery: DiscoverySection = DiscoverySection()
+    maintenance: MaintenanceSection = MaintenanceSection()
     logging: LoggingSection = LoggingSection()
 
     @model_validator(mode="after")

@@ -139,9 +139,14 @@ def cameras(db: TinyDB) -> list[dict[str, Any]]:
 def set_camera_lock(db: TinyDB, serial: str, reason: str | None, by: str = "") -> dict[str, Any]:
     """Put a fault/maintenance lock on a camera (``reason``) or lift it (None). A locked camera never
     passes the check-out gate."""
-    if camera(db, serial) is None:
+    row = camera(db, serial)
+    if row is None:
         raise RegistryError("serial", f"no camera {serial} in the registry")
+    if reason is None and (row.get("lock") or {}).get("faults"):
+        raise RegistryError("lock", "the camera has open faults: a repair entry in the maintenance log lifts the lock")
     lock = None if reason is None else {"reason": reason, "by": by, "since": datetime.now(UTC).isoformat()}
+    if lock is not None and (row.get("lock") or {}).get("faults"):
+        lock["faults"] = row["lock"]["faults"]  # a hand-set lock on a faulty camera keeps its faults
     return upsert_camera(db, serial, lock=lock)
 
 

@@ -92,6 +92,21 @@ class Integrity(BaseModel):
     free_camera_after_cite: Citation
 
 
+class MaintenanceInterval(_Cited):
+    """Days between routine maintenance of a camera; ``by_model`` overrides it per camera model."""
+
+    value: Annotated[int, Field(ge=1, le=3650)]
+    by_model: dict[str, Annotated[int, Field(ge=1, le=3650)]] = {}
+
+    def days_for(self, model: str | None) -> int:
+        return self.by_model.get(model or "", self.value)
+
+
+class Maintenance(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    interval_days: MaintenanceInterval
+
+
 class PolicyProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
@@ -108,6 +123,7 @@ class PolicyProfile(BaseModel):
     allow_single_officer: Flag
     gap_threshold_s: Number
     integrity: Integrity
+    maintenance: Maintenance
 
 
 def available_profiles() -> list[str]:

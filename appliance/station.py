@@ -32,6 +32,7 @@ from appliance.central.uploader import Uploader
 from appliance.checkout import CheckoutService
 from appliance.config import StationConfig
 from appliance.deadlines import calendar_coverage
+from appliance.equipment import EquipmentService
 from appliance.eventlog import EventLog, Signer
 from appliance.hardware import make_badge_reader, make_dock_board, make_indicators
 from appliance.health.monitor import HealthMonitor, make_health_monitor
@@ -131,6 +132,7 @@ class Station:
         self.checkout: CheckoutService | None = None
         self.records: RecordsService | None = None
         self._servers: list[uvicorn.Server] = []
+        self.equipment: EquipmentService | None = None
 
     # -- supervision
     def _supervise(self, name: str, coro: Awaitable[None]) -> None:
@@ -318,6 +320,8 @@ class Station:
             self.config, self.policy, self.db, self.events, self.bays, self.alarms, self.indicators
         )
         self.records = RecordsService(self.db, self.events, self.store, self.policy, self.config.station.timezone)
+        self.equipment = EquipmentService(self.config, self.policy, self.db, self.events, self.alarms)
+        self.equipment.attach(self.bays, self.checkout)
         self.badge = make_badge_reader(self.config.devices, self._on_card)
         scanner = make_scanner(self.config.devices.backend.value, self.config.devices.sim_world)
         self.events.append(
@@ -386,6 +390,7 @@ class Station:
                     task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await loop.run_in_executor(None, self.bays.close)
+            await loop.run_in_executor(None, self.equipment.close)
             if self.badge is not None:
                 self.badge.close()
             self.indicators.close()

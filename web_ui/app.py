@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from appliance import __version__
+from appliance.faults import OFFICER_REASONS
 from appliance.security.roles import READERS, STAFF, Role
 from appliance.security.sessions import SessionStore
 from web_ui.access_routes import build_access_router
@@ -23,6 +24,7 @@ from web_ui.auth_routes import build_auth_router
 from web_ui.checkout_routes import build_routers
 from web_ui.guards import WebSecurity, kiosk, public, refuse_undeclared, require, seal
 from web_ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue
+from web_ui.maintenance_routes import build_router as maintenance_router
 from web_ui.protection import Protection
 from web_ui.records_routes import build_router as build_records_router
 
@@ -75,6 +77,7 @@ def create_app(station: Station) -> FastAPI:
                 "version": __version__,
                 "single_allowed": station.policy.allow_single_officer.value,
                 "signed_in": session.principal.name if session and not session.kiosk else None,
+                "fault_reasons": OFFICER_REASONS,
             },
         )
 
@@ -101,6 +104,7 @@ def create_app(station: Station) -> FastAPI:
     for router in build_routers(station):
         app.include_router(router)
     app.include_router(build_records_router(station))
+    app.include_router(maintenance_router(station))
     app.include_router(build_auth_router(station, security, station.accounts))
     app.include_router(build_access_router(station, station.access))
 

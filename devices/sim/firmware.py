@@ -38,6 +38,10 @@ class CameraFirmware:
         self._free: tuple[int, int] | None = None  # (image mtime_ns, free bytes): probing is not free
 
     def handle(self, request: Request) -> Response | None:
+        with self.world.state_lock:
+            return self._handle(request)
+
+    def _handle(self, request: Request) -> Response | None:
         camera = self.world.load(self.serial)
         if camera.fault == "mute":
             return None
@@ -184,7 +188,8 @@ class PtyEndpoint:
 
 
 def charge(world: SimWorld, serial: str, step: int = 1) -> None:
-    camera = world.load(serial)
-    if camera.battery_pct < 100:
-        camera.battery_pct = min(100, camera.battery_pct + step)
-        world.save(camera)
+    with world.state_lock:
+        camera = world.load(serial)
+        if camera.battery_pct < 100:
+            camera.battery_pct = min(100, camera.battery_pct + step)
+            world.save(camera)

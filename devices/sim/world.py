@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import threading
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,6 +59,10 @@ class SimCamera:
 class SimWorld:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        # Held around every read-modify-write of a camera's state in this process (firmware commands, the
+        # charger): without it the charger could write back a battery step over an officer record or clock
+        # the firmware had just saved.
+        self.state_lock = threading.RLock()
 
     # -- layout
     @property

@@ -22,7 +22,98 @@ const assignmentCells = (a) => [
   local(a.issued_at), local(a.returned_at) || local(a.due_at), T(`admin.status.${a.status}`),
 ];
 
+// Equipment management: what is due or overdue for maintenance, open faults, weak batteries. Each camera
+// links to its page (battery chart, faults, maintenance log).
+function cameraLink(serial) {
+  return Object.assign(document.createElement("a"), {
+    href: `/admin/camera/${encodeURIComponent(serial)}?lang=${document.body.dataset.lang}`, textContent: serial,
+  });
+}
+
+function linkedRows(table, items, cells, attrs = () => ({})) {
+  rows(table, items, cells);
+  if (!items.length) return;
+  [...table.tBodies[0].rows].forEach((tr, i) => {
+    Object.assign(tr.dataset, attrs(items[i]));
+    tr.cells[0].replaceChildren(cameraLink(tr.cells[0].textContent));
+  });
+}
+
+async function refreshEquipment() {
+  const schedule = (await (await fetch("/api/maintenance/schedule")).json()).filter((r) => r.state !== "ok");
+  linkedRows($("maintenance-due"), schedule, (r) => [
+    r.camera, r.model, r.last_at ? local(r.last_at) : T("maint.never"), r.due_at ? local(r.due_at) : "–",
+    T(`maint.state.${r.state}`),
+  ], (r) => ({ camera: r.camera, state: r.state }));
+  linkedRows($("open-faults"), await (await fetch("/api/faults")).json(), (f) => [
+    f.camera, T(`fault.reason.${f.reason}`), T(`maint.source.${f.source}`), f.text, local(f.opened_at),
+  ], (f) => ({ camera: f.camera, fault: f.id }));
+  const weak = (await (await fetch("/api/battery")).json()).filter((b) => b.weak);
+  linkedRows($("weak-batteries"), weak, (b) => [
+    b.camera, `${Math.round(b.trend.health * 100)}%`, `${Math.round(b.trend.current_mah)} / ${Math.round(b.trend.reference_mah)} mAh`,
+  ], (b) => ({ camera: b.camera }));
+}
+
+// Spot checks: draw a reproducible sample, enter a verdict per recording; replay waits for approval.
+async function postJson(path, body) {
+  const response = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json", ...csrfHeaders() }, body: JSON.stringify(body) });
+  return { ok: response.ok, status: response.status, data: await response.json().catch(() => ({})) };
+}
+
+function spotMessage(text) {
+  const el = $("spot-result");
+  el.textContent = text;
+  el.hidden = false;
+}
+
+function renderSample(check, reviewer) {
+  const body = $("spot-sample").tBodies[0];
+  body.replaceChildren(...check.sample.map((r) => {
+    const tr = document.createElement("tr");
+    tr.dataset.key = r.key;
+    tr.dataset.verdict = r.verdict ?? "";
+    for (const text of [r.officer, r.camera, r.name, local(r.ingested_at)]) {
+      tr.append(Object.assign(document.createElement("td"), { textContent: text }));
+    }
+    const actions = document.createElement("td");
+    for (const verdict of ["compliant", "issue", "unusable"]) {
+      const button = Object.assign(document.createElement("button"), {
+        type: "button", className: "button secondary", textContent: T(`spot.verdict.${verdict}`),
+      });
+      button.dataset.verdict = verdict;
+      button.setAttribute("aria-pressed", String(r.verdict === verdict));
+      button.onclick = async () => {
+        const { ok, data } = await postJson(`/api/spot-checks/${check.id}/verdicts`, { key: r.key, by: reviewer, verdict });
+        if (!ok) return spotMessage(T("spot.error", { message: data.message ?? "" }));
+        renderSample(data, reviewer);
+      };
+      actions.append(button);
+    }
+    const view = Object.assign(document.createElement("button"), { type: "button", className: "button", textContent: T("spot.view") });
+    view.dataset.action = "view";
+    view.onclick = async () => {
+      const response = await fetch(`/api/spot-checks/${check.id}/recordings/${r.key}/view?by=${encodeURIComponent(reviewer)}`);
+      if (response.status === 403) spotMessage(T("spot.approval"));
+    };
+    actions.append(view);
+    tr.append(actions);
+    return tr;
+  }));
+}
+
+$("spot-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData($("spot-form"));
+  const body = { by: f.get("by").trim(), size: Number(f.get("size")), since: f.get("sample_since"), until: f.get("sample_until") };
+  if (f.get("seed").trim()) body.seed = Number(f.get("seed"));
+  const { ok, data } = await postJson("/api/spot-checks", body);
+  if (!ok) return spotMessage(T("spot.error", { message: data.message ?? JSON.stringify(data.detail ?? "") }));
+  spotMessage(T("spot.drawn", { id: data.id, n: data.sample.length, population: data.population, seed: data.seed }));
+  renderSample(data, body.by);
+});
+
 async function refresh() {
+  refreshEquipment();
   const ratio = await (await fetch("/api/fleet/ratio")).json();
   const el = $("ratio");
   el.dataset.ok = String(ratio.meets_standard);

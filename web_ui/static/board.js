@@ -1,8 +1,9 @@
 // Shared page components: message lookup, the live bay board, the alarm list, the event stream.
 // Every text comes from the message catalogue (the page's #messages JSON block), never from this file.
+// An argument that is itself a catalogue key (a fault lock's reason) is shown translated.
 const MESSAGES = JSON.parse(document.getElementById("messages").textContent);
 export const T = (key, args = {}) =>
-  (MESSAGES[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => args[k] ?? "");
+  (MESSAGES[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => MESSAGES[args[k]] ?? args[k] ?? "");
 
 // CSRF: every state-changing request repeats the recterm_csrf cookie in this header (web_ui/protection.py).
 export const csrfHeaders = () => {

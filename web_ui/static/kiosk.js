@@ -183,9 +183,63 @@ $("pin-ok").addEventListener("click", () => {
 $("single").addEventListener("click", choose);
 $("start-over").addEventListener("click", startOver);
 
+// Check-in: the returning officer can report a fault in two taps (report, then a reason; details optional).
+let checkinTimer = null;
+let checkinCamera = null;
+function showCheckin(camera) {
+  checkinCamera = camera;
+  $("checkin-ask").textContent = T("kiosk.fault.ask", { serial: camera });
+  $("fault-open").hidden = false;
+  $("fault-form").hidden = true;
+  $("fault-result").hidden = true;
+  $("fault-text").value = "";
+  $("checkin").hidden = false;
+  clearTimeout(checkinTimer);
+  checkinTimer = setTimeout(() => { $("checkin").hidden = true; }, 60_000);
+}
+$("fault-open").addEventListener("click", () => {
+  $("fault-open").hidden = true;
+  $("fault-form").hidden = false;
+});
+for (const button of document.querySelectorAll("#fault-reasons [data-reason]")) {
+  button.addEventListener("click", async () => {
+    const reason = button.dataset.reason;
+    const text = $("fault-text").value.trim();
+    const result = $("fault-result");
+    result.hidden = false;
+    if (reason === "other" && !text) {
+      result.textContent = T("kiosk.fault.need_text");
+      result.dataset.ok = "false";
+      return $("fault-text").focus();
+    }
+    const { ok } = await api("POST", "/api/faults/checkin", { camera: checkinCamera, reason, text });
+    result.textContent = ok ? T("kiosk.fault.sent", { serial: checkinCamera }) : T("kiosk.fault.failed");
+    result.dataset.ok = String(ok);
+    if (ok) $("fault-form").hidden = true;
+  });
+}
+
+// A docked camera due for maintenance: a reminder while it is in its bay.
+const docked = new Map();  // bay -> serial
+async function remindIfDue(bay) {
+  const serial = bay.camera?.serial;
+  if (docked.get(bay.number) === serial) return;
+  docked.set(bay.number, serial);
+  const list = $("reminders");
+  list.querySelector(`[data-bay="${bay.number}"]`)?.remove();
+  if (!serial || bay.state === "unauthorised") return;
+  const { ok, data } = await api("GET", `/api/maintenance/schedule/${encodeURIComponent(serial)}`);
+  if (!ok || data.state === "ok" || docked.get(bay.number) !== serial) return;
+  const item = Object.assign(document.createElement("li"), { textContent: T("kiosk.fault.due", { serial }) });
+  item.dataset.bay = bay.number;
+  item.dataset.camera = serial;
+  list.append(item);
+}
+
+const renderBay = bayBoard($("bays"));
 let toastTimer = null;
 connect({
-  bay: bayBoard($("bays")),
+  bay: (bay) => { renderBay(bay); remindIfDue(bay); },
   badge: (data) => identify({ card: data.card }),
   checkin: (data) => {
     const toast = $("toast");
@@ -193,6 +247,7 @@ connect({
     toast.hidden = false;
     clearTimeout(toastTimer);
     toastTimer = setTimeout(() => { toast.hidden = true; }, 15_000);
+    showCheckin(data.camera);
   },
 });
 startOver();
