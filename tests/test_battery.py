@@ -7,15 +7,13 @@ import random
 import re
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from appliance import battery
 from appliance.config import load_config
 from appliance.maintenance import EntryRequest
 from tests.conftest import register_cameras, register_officers, wait_until, write_config, write_test_profile
-from tests.test_kiosk import web_up
-from tests.test_web import base_url
+from tests.test_kiosk import staff, web_up
 from web_ui.i18n import catalogue
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
@@ -132,7 +130,7 @@ def test_camera_page_shows_the_chart_and_flags_a_weak_battery(tmp_path, world, s
     rows = synthetic_history(days=900, every=10)  # 12 %/year over 2.5 years: well under 80 %
     station.station.db.call(lambda db: db.table(battery.TABLE).insert_multiple(rows))
     web_up(station)
-    with httpx.Client(base_url=base_url(station), timeout=30) as http:
+    with staff(station) as http:
         api = http.get("/api/battery/CAMBAT1").json()
         assert api["weak"] is True and api["trend"]["health"] < 0.8
         assert [r["camera"] for r in http.get("/api/battery").json() if r["weak"]] == ["CAMBAT1"]

@@ -10,9 +10,9 @@ import pytest
 from appliance import faults, inventory
 from devices.sim.server import SimServer
 from devices.sim.world import SimWorld
-from tests.conftest import register_officers, wait_until
+from tests.conftest import add_account, register_officers, wait_until
 from tests.test_checkout import A, B, ready, setup
-from tests.test_kiosk import BADGE, card_ticket, client, identify_both, kiosk, web_up
+from tests.test_kiosk import BADGE, card_ticket, client, identify_both, kiosk, sign_in_page, staff, web_up
 from tests.test_web import ARTIFACTS, base_url, browser  # noqa: F401  (browser is a fixture)
 from web_ui.i18n import catalogue
 
@@ -24,7 +24,7 @@ def test_api_maintenance_entries_attachments_and_faults(tmp_path, world, sim_ser
     config = setup(tmp_path, world, {"CAMWEB1": {"registry": {"model": "DSJ-S1"}}})
     register_officers(config, {"police_no": STAFF, "role": "equipment"})
     station = start_station(cfg=config, serve_web=True)
-    with client(station) as http:
+    with staff(station) as http:  # equipment staff, signed in
         photo = http.post("/api/maintenance/attachments", content=PNG)
         assert photo.status_code == 200 and photo.json()["sha256"] == hashlib.sha256(PNG).hexdigest()
         bad = http.post("/api/maintenance/attachments", content=b"GIF89a")
@@ -63,7 +63,8 @@ def test_api_maintenance_entries_attachments_and_faults(tmp_path, world, sim_ser
         assert [(r["camera"], r["state"], r["interval_days"]) for r in schedule] == [("CAMWEB1", "due", 90)]
         assert http.get("/api/maintenance/schedule/CAMWEB1").json()["state"] == "due"
         assert http.get("/api/maintenance/schedule/NOSUCH1").status_code == 404
-        checkin = http.post("/api/faults/checkin", json={"camera": "CAMWEB1", "reason": "unresponsive"})
+    with client(station) as kiosk_display:  # the check-in report is the kiosk's
+        checkin = kiosk_display.post("/api/faults/checkin", json={"camera": "CAMWEB1", "reason": "unresponsive"})
         assert checkin.status_code == 400 and "reason must be" in checkin.json()["message"]
 
 
@@ -161,8 +162,11 @@ def test_admin_page_lists_maintenance_due_and_open_faults(
     equipment.report_fault("CAMNEW1", "buttons", "officer", A, "电源键卡住")
     web_up(station)
     t = catalogue(lang)
+    add_account(station, "equip1", "equipment")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{base_url(station)}/admin?lang={lang}")
+    sign_in_page(page, "equip1")
+    page.wait_for_url("**/admin?lang=*")
     page.wait_for_selector("#maintenance-due tr[data-camera=CAMOLD1]")
     due = page.locator("#maintenance-due tbody tr")
     # Overdue first, then never maintained; the camera maintained yesterday is not listed.
@@ -204,8 +208,11 @@ def test_camera_page_records_a_repair_that_closes_the_fault(
     t = catalogue("en")
     slip = tmp_path / "slip.png"
     slip.write_bytes(PNG)
+    add_account(station, "equip1", "equipment")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{base_url(station)}/admin/camera/CAMFIX1?lang=en")
+    sign_in_page(page, "equip1")
+    page.wait_for_url("**/admin/camera/CAMFIX1?lang=en")
     assert page.locator("#camera-lock").inner_text() == t["maint.locked"].format(reason=t["fault.reason.lens"])
     page.select_option("#entry-form select[name=kind]", "repair")
     page.fill("#entry-form input[name=by]", B)  # an ordinary officer may not close a fault

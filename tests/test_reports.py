@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 
 from appliance import faults, reports
@@ -20,7 +19,7 @@ from appliance.checkout import ASSIGNMENTS
 from appliance.deadlines import WorkCalendar
 from appliance.maintenance import EntryRequest
 from appliance.offload import RECORDINGS
-from tests.conftest import register_officers
+from tests.conftest import add_account, register_officers, signed_in
 from tests.test_checkout import A, B, C, setup
 from tests.test_kiosk import web_up
 from tests.test_web import ARTIFACTS, base_url
@@ -125,7 +124,8 @@ def test_report_page_csv_and_pdf_render(march_station) -> None:
     station = march_station
     web_up(station)
     ARTIFACTS.mkdir(exist_ok=True)
-    with httpx.Client(base_url=base_url(station), timeout=120) as http:
+    add_account(station, "equip1", "equipment")
+    with signed_in(base_url(station), "equip1", timeout=120) as http:
         data = http.get("/api/reports/monthly", params={"month": "2026-03"}).json()
         assert data["checkouts"]["total"] == 4 and data["faults"]["opened"] == 3
         assert http.get("/api/reports/monthly", params={"month": "2026-13"}).status_code == 422

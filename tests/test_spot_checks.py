@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 
 from appliance import spot_checks
@@ -19,8 +18,8 @@ from appliance.eventlog import EventLog
 from appliance.offload import RECORDINGS
 from appliance.spot_checks import ApprovalRequired, SpotCheckError, SpotChecks, allocate, draw_sample
 from appliance.state.db import StateDB
-from tests.conftest import register_officers
-from tests.test_kiosk import web_up
+from tests.conftest import add_account, register_officers, signed_in
+from tests.test_kiosk import sign_in_page, web_up
 from tests.test_web import ARTIFACTS, base_url, browser  # noqa: F401  (browser is a fixture)
 from web_ui.i18n import catalogue
 
@@ -135,7 +134,8 @@ def test_spot_check_api(tmp_path, world, sim_server, start_station) -> None:
     station = start_station(cfg=config, serve_web=True)
     fill(station.station.db)
     web_up(station)
-    with httpx.Client(base_url=base_url(station), timeout=30) as http:
+    add_account(station, "super1", "supervisor")
+    with signed_in(base_url(station), "super1") as http:
         body = {"by": SUPERVISOR, "size": 4, "since": "2026-03-10", "until": "2026-03-10", "seed": 99}
         drawn = http.post("/api/spot-checks", json=body)
         assert drawn.status_code == 200, drawn.text
@@ -160,8 +160,11 @@ def test_spot_check_panel_in_chromium(tmp_path, world, sim_server, start_station
     fill(station.station.db)
     web_up(station)
     t = catalogue("zh")
+    add_account(station, "super1", "supervisor")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{base_url(station)}/admin?lang=zh")
+    sign_in_page(page, "super1")
+    page.wait_for_url("**/admin?lang=zh")
     page.wait_for_selector("#conn[data-state=live]")
     page.fill("#spot-form input[name=by]", SUPERVISOR)
     page.fill("#spot-form input[name=size]", "6")
