@@ -16,12 +16,13 @@ COMPLIANCE retention until at least the requested date and the legal hold when o
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
 import threading
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,18 +115,12 @@ class S3Store:
 
     # -- public interface (CentralStore)
     def put(self, key: str, source: Path, sha256: str, lock: Lock | None = None) -> Receipt:
-        try:
+        with _translated(key, "upload"):
             return self._put(key, source, sha256, lock)
-        except CentralStoreError:
-            raise
-        except (ClientError, BotoCoreError) as exc:
-            if _unavailable(exc):
-                raise StoreUnavailable(f"{key}: S3 store unavailable: {exc}") from exc
-            raise S3StoreError(f"{key}: S3 refused the upload: {exc}") from exc
 
     def put_bytes(self, key: str, data: bytes, lock: Lock | None = None) -> Receipt:
         sha = hashlib.sha256(data).hexdigest()
-        try:
+        with _translated(key, "upload"):
             existing = self._head(key)
             if existing is None:
                 md5 = hashlib.md5(data).digest()
@@ -134,12 +129,6 @@ class S3Store:
                 )
                 return self._confirm(key, len(data), sha, md5.hex(), lock)
             return self._confirm(key, len(data), sha, hashlib.md5(data).hexdigest(), lock, head=existing)
-        except CentralStoreError:
-            raise
-        except (ClientError, BotoCoreError) as exc:
-            if _unavailable(exc):
-                raise StoreUnavailable(f"{key}: S3 store unavailable: {exc}") from exc
-            raise S3StoreError(f"{key}: S3 refused the upload: {exc}") from exc
 
     def confirm(self, key: str, sha256: str) -> Receipt:
         head = self._head(key)
@@ -289,7 +278,7 @@ class S3Store:
     def relock(self, key: str, lock: Lock) -> Lock:
         """Lengthen the COMPLIANCE retention and/or set the legal hold of a stored object (its retention class
         changed after upload); confirmed by HEAD. The server itself refuses to shorten COMPLIANCE retention."""
-        try:
+        with _translated(key, "lock"):
             head = self._head(key)
             if head is None:
                 raise S3StoreError(f"{key}: not in the bucket, cannot lock it")
@@ -303,12 +292,6 @@ class S3Store:
             if after is None or not _lock_holds(after, target):
                 raise S3StoreError(f"{key}: lock not in force after setting it")
             return target
-        except CentralStoreError:
-            raise
-        except (ClientError, BotoCoreError) as exc:
-            if _unavailable(exc):
-                raise StoreUnavailable(f"{key}: S3 store unavailable: {exc}") from exc
-            raise S3StoreError(f"{key}: S3 refused the lock: {exc}") from exc
 
     def _apply_lock(self, key: str, version: str | None, lock: Lock) -> None:
         version_arg = {"VersionId": version} if version else {}
@@ -423,6 +406,19 @@ def _add_part(number: str, md5_hex: str) -> Callable[[dict[str, Any]], None]:
         doc["parts"] = {**doc.get("parts", {}), number: md5_hex}
 
     return transform
+
+
+@contextlib.contextmanager
+def _translated(key: str, what: str) -> Iterator[None]:
+    """boto3's errors as the CentralStore's: unavailable (the uploader backs off and retries) or refused."""
+    try:
+        yield
+    except CentralStoreError:
+        raise
+    except (ClientError, BotoCoreError) as exc:
+        if _unavailable(exc):
+            raise StoreUnavailable(f"{key}: S3 store unavailable: {exc}") from exc
+        raise S3StoreError(f"{key}: S3 refused the {what}: {exc}") from exc
 
 
 def _lock_holds(head: dict[str, Any], lock: Lock) -> bool:
