@@ -178,6 +178,9 @@ class CentralSection(_Section):
     day_cap_mib_s: Annotated[float, Field(ge=0)] = 0  # daytime upload bandwidth cap; 0: none
     night_window: Annotated[str, Field(pattern=r"^\d\d:\d\d-\d\d:\d\d$")] = "01:00-05:00"  # local time, no cap
     alert_margin_h: Annotated[float, Field(ge=0)] = 4  # alarm when a recording is this close to its deadline
+    # Upload right after docking (the default) or only in the night window; either way a recording within
+    # alert_margin_h of its deadline goes at once.
+    upload_on_dock: bool = True
 
     @field_validator("night_window")
     @classmethod

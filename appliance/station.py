@@ -27,7 +27,7 @@ from appliance.bus_scheduler import make_bus_scheduler
 from appliance.central.archive import ArchiveStore
 from appliance.central.base import CentralStore
 from appliance.central.local_keep import LocalKeeper
-from appliance.central.throttle import Throttle, parse_window
+from appliance.central.throttle import Throttle, in_window, parse_window
 from appliance.central.uploader import Uploader
 from appliance.checkout import CheckoutService
 from appliance.config import StationConfig
@@ -355,6 +355,9 @@ class Station:
             self.uploader.after_pass = self.bays.try_free_waiting
             self.uploader.on_alert = self._upload_alert
             self.uploader.keeper = LocalKeeper(self.store, central, self.db, self.events, self.policy).run_once
+            if not self.config.central.upload_on_dock:
+                window, tz = parse_window(self.config.central.night_window), ZoneInfo(self.config.station.timezone)
+                self.uploader.hold = lambda: not in_window(datetime.now(tz).time(), window)
             self._supervise("upload", self.uploader.run(interval_s=2.0))
         servers: list[uvicorn.Server] = []
         if serve_web:

@@ -93,6 +93,20 @@ def test_alert_margin_and_overdue_list(w: World) -> None:
     assert w.uploader.at_risk(NOW) == []  # uploaded: no longer at risk
 
 
+def test_night_only_uploads_hold_by_day_except_what_is_near_its_deadline(w: World) -> None:
+    """central.upload_on_dock = false: by day only recordings within the alert margin go; at night all."""
+    w.recording("fresh.mp4", NOW - timedelta(hours=1))
+    w.recording("close.mp4", NOW - timedelta(hours=21))  # 3 h left of 003's 24 h: inside the 4 h margin
+    night = parse_window("01:00-05:00")
+    clock = {"now": NOW.replace(hour=12)}
+    w.uploader.now = lambda: clock["now"]
+    w.uploader.hold = lambda: not in_window(clock["now"].time(), night)
+    assert w.uploader.run_once() == 1
+    assert (w.row("close.mp4")["status"], w.row("fresh.mp4")["status"]) == ("uploaded", "verified")
+    clock["now"] = NOW.replace(hour=2)  # the night window
+    assert w.uploader.run_once() == 1 and w.row("fresh.mp4")["status"] == "uploaded"
+
+
 def test_local_copy_goes_only_after_confirmed_upload_and_keep_period(w: World) -> None:
     old = w.recording("old.mp4", NOW - timedelta(days=40))
     w.recording("recent.mp4", NOW - timedelta(days=40))

@@ -81,12 +81,24 @@ class Uploader:
         self.after_pass: Callable[[], None] | None = None  # e.g. free cameras whose uploads are now confirmed
         self.on_alert: Callable[[list[dict[str, Any]]], None] | None = None  # near/over deadline, for alarms
         self.keeper: Callable[[], None] | None = None  # local copies: keep period, disk pressure (local_keep.py)
+        # True while uploads should wait (a site that uploads only in the night window): recordings whose
+        # deadline is within the alert margin go anyway, since no schedule may make one late.
+        self.hold: Callable[[], bool] | None = None
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # -- what is due
     def deadline_of(self, row: dict[str, Any]) -> datetime | None:
         if self.policy is None:
             return None
         return self.calendar.deadline(datetime.fromisoformat(row["ingested_at"]), self.policy.upload_deadline)
+
+    def due_now(self) -> list[dict[str, Any]]:
+        """What this pass may send: everything pending, or while held only what is near its deadline."""
+        rows = self.pending()
+        if self.hold is None or not self.hold():
+            return rows
+        soon = self.now() + self.alert_margin
+        return [r for r in rows if (due := self.deadline_of(r)) is not None and due <= soon]
 
     def pending(self) -> list[dict[str, Any]]:
         """Verified recordings not yet confirmed centrally: nearest deadline first, long-term first among equals."""
@@ -212,7 +224,7 @@ class Uploader:
             return 0
         done = 0
         try:
-            for row in self.pending():
+            for row in self.due_now():
                 try:
                     self.upload_one(row)
                     done += 1
