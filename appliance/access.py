@@ -70,8 +70,11 @@ def _iso(when: datetime) -> str:
 
 
 def owners(db: TinyDB, recording: dict[str, Any]) -> set[str]:
-    """Police numbers the recording belongs to: the officers of the camera's latest assignment issued before
-    the recording was copied in (the camera came back from that duty with it)."""
+    """Police numbers the recording belongs to. The offload records the pair of the check-out that covers
+    the recording's time (``officers``, appliance/assignments.py); a recording without one (docked without a
+    check-out) falls back to the camera's latest assignment issued before it was copied in."""
+    if recording.get("officers"):
+        return set(recording["officers"])
     q = Query()
     rows = db.table(ASSIGNMENTS).search(
         (q.camera == recording["camera_serial"]) & (q.issued_at <= recording["ingested_at"])

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +17,9 @@ from appliance import __version__
 from appliance.config import ConfigError, dump_config, load_config
 from appliance.offload import OffloadProgress
 from appliance.policy import PolicyError
+
+if TYPE_CHECKING:
+    from appliance.evidence.verify import Report
 
 log = logging.getLogger("recterm")
 
@@ -267,6 +271,11 @@ def verify(data_dir: Path, pubkey: Path | None) -> None:
         report = verify_data_dir(data_dir, load_public_key(pubkey) if pubkey else None)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot verify {data_dir}: {exc}") from None
+    _report_and_exit(report)
+
+
+def _report_and_exit(report: Report) -> None:
+    """`recterm verify` and `recterm audit`: every finding, a summary line, exit 0 only when all holds."""
     for finding in report.findings:
         click.echo(str(finding))
     click.echo(
@@ -324,13 +333,7 @@ def audit(
         report = run_audit(bucket, prefix, load_public_key(pubkey), policy, check_lock=not no_lock_check)
     except (OSError, ValueError, PolicyError, BotoCoreError, ClientError) as exc:
         raise click.ClickException(f"cannot audit {target}: {exc}") from None
-    for finding in report.findings:
-        click.echo(str(finding))
-    click.echo(
-        f"{'OK' if report.ok else 'FAILED'}: {report.entries} log entries, {report.checkpoints} checkpoints, "
-        f"{report.objects} recordings, {report.manifests} manifests"
-    )
-    sys.exit(0 if report.ok else 1)
+    _report_and_exit(report)
 
 
 # -- the simulator ---------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from appliance import battery
-from appliance.config import load_config
 from appliance.maintenance import EntryRequest
-from tests.conftest import register_cameras, register_officers, wait_until, write_config, write_test_profile
+from tests.conftest import register_cameras, register_officers, wait_until
+from tests.test_faults import board_config
 from tests.test_kiosk import staff, web_up
 from web_ui.i18n import catalogue
 
@@ -95,17 +95,7 @@ def test_monitor_integrates_board_current_to_a_capacity() -> None:
 
 
 def test_station_records_a_charge_from_the_simulated_board(tmp_path, world, sim_server, start_station) -> None:
-    profile = write_test_profile(tmp_path)
-    bays = [{"number": n, "port_path": f"1-1.{n}", "dock_channel": n} for n in range(1, 5)]
-    config = load_config(
-        write_config(
-            tmp_path,
-            world,
-            bays=bays,
-            devices={"dock_board": {"backend": "simulated"}},
-            policy={"profile_file": str(profile)},
-        )
-    )
+    config = board_config(tmp_path, world)
     world.create_camera("CAMBAT3", fs_type="vfat", size_mib=40, battery_pct=60)
     register_cameras(config, "CAMBAT3")
     station = start_station(cfg=config)

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.background import BackgroundTask
 
 from appliance.access import AccessRefused, AccessService, Party, recording_metadata
 from appliance.security.roles import STAFF, Role
 from appliance.security.sessions import Session
 from web_ui.auth_routes import client_of
+from web_ui.bodies import StrictBody
 from web_ui.guards import current_session, require
 
 if TYPE_CHECKING:
@@ -27,11 +28,7 @@ Key = Annotated[str, Field(min_length=1, max_length=200)]
 Who = Annotated[Session, Depends(current_session)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PartyForm(_Body):
+class PartyForm(StrictBody):
     """The retrieval form of a party's copy (002 Art. 32, 003 Art. 23)."""
 
     name: Annotated[str, Field(min_length=1, max_length=64)]
@@ -40,14 +37,14 @@ class PartyForm(_Body):
     form_signed: bool
 
 
-class AccessRequest(_Body):
+class AccessRequest(StrictBody):
     kind: Literal["view", "export", "copy"]
     recordings: Annotated[list[Key], Field(min_length=1, max_length=100)]
     purpose: Annotated[str, Field(min_length=4, max_length=500)]
     party: PartyForm | None = None
 
 
-class Decision(_Body):
+class Decision(StrictBody):
     approve: bool
     hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
     reason: Annotated[str, Field(min_length=1, max_length=500)]

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from appliance.security.accounts import AccountError, AccountService, Principal, SignInRefused, public_account
 from appliance.security.ratelimit import RateLimiter
 from appliance.security.roles import ACCOUNT_ROLES, Role
 from appliance.security.sessions import Session
+from web_ui.bodies import StrictBody
 from web_ui.guards import SESSION_COOKIE, WebSecurity, current_session, public, require
 from web_ui.protection import CSRF_COOKIE, cookie_header
 
@@ -24,16 +25,12 @@ if TYPE_CHECKING:
     from appliance.station import Station
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SignInRequest(_Body):
+class SignInRequest(StrictBody):
     username: Annotated[str, Field(min_length=1, max_length=64)]
     password: Annotated[str, Field(min_length=1, max_length=256)]
 
 
-class AccountCreate(_Body):
+class AccountCreate(StrictBody):
     username: Annotated[str, Field(min_length=3, max_length=32)]
     password: Annotated[str, Field(min_length=1, max_length=256)]
     roles: Annotated[list[Role], Field(min_length=1, max_length=5)]
@@ -41,7 +38,7 @@ class AccountCreate(_Body):
     police_no: Annotated[str, Field(max_length=6)] | None = None
 
 
-class AccountEdit(_Body):
+class AccountEdit(StrictBody):
     roles: Annotated[list[Role], Field(min_length=1, max_length=5)] | None = None
     name: Annotated[str, Field(max_length=64)] | None = None
     police_no: Annotated[str, Field(max_length=6)] | None = None

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from appliance import inventory, registry_csv
 from appliance.checkout import CheckoutRefused, CheckoutService
@@ -23,6 +23,7 @@ from appliance.security.ratelimit import RateLimiter
 from appliance.security.roles import READERS, Role
 from appliance.security.sessions import Session
 from web_ui.auth_routes import start_kiosk_session, throttle
+from web_ui.bodies import StrictBody
 from web_ui.guards import current_session, kiosk, require
 
 if TYPE_CHECKING:
@@ -31,28 +32,24 @@ if TYPE_CHECKING:
 MAX_CSV_BYTES = 2 * 2**20
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class IdentifyRequest(_Body):
+class IdentifyRequest(StrictBody):
     card: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     police_no: Annotated[str, Field(min_length=1, max_length=16)] | None = None
     pin: Annotated[str, Field(min_length=1, max_length=16)] | None = None
 
 
-class CheckoutRequest(_Body):
+class CheckoutRequest(StrictBody):
     tickets: Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=4)]
     bay: Annotated[int, Field(ge=1, le=64)] | None = None
-    exclude: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(max_length=64)] = []
+    exclude: Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(max_length=64)] = Field(default_factory=list)
 
 
-class LockRequest(_Body):
+class LockRequest(StrictBody):
     reason: Annotated[str, Field(min_length=1, max_length=200)]
     by: Annotated[str, Field(max_length=16)] = ""
 
 
-class OfficerEdit(_Body):
+class OfficerEdit(StrictBody):
     name: str | None = None
     unit_code: str | None = None
     unit_name: str | None = None
@@ -61,7 +58,7 @@ class OfficerEdit(_Body):
     active: bool | None = None
 
 
-class CameraEdit(_Body):
+class CameraEdit(StrictBody):
     usb_serial: str | None = None
     model: str | None = None
     vendor: str | None = None

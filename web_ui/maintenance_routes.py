@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from appliance import battery, faults, inventory, maintenance, reports, spot_checks
 from appliance.attachments import AttachmentError
@@ -27,6 +27,7 @@ from appliance.maintenance import EntryRequest, MaintenanceError
 from appliance.report_pdf import html_to_pdf
 from appliance.security.roles import READERS, Role
 from appliance.spot_checks import ApprovalRequired, SpotCheckError
+from web_ui.bodies import StrictBody
 from web_ui.guards import kiosk, require
 from web_ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue
 
@@ -37,11 +38,7 @@ Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Text = Annotated[str, Field(max_length=1000)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CheckinFault(_Body):
+class CheckinFault(StrictBody):
     camera: Annotated[str, Field(min_length=1, max_length=16)]
     reason: Annotated[str, Field(min_length=1, max_length=32)]
     text: Text = ""
@@ -51,7 +48,7 @@ class StaffFault(CheckinFault):
     by: Annotated[str, Field(min_length=1, max_length=16)]
 
 
-class EntryBody(_Body):
+class EntryBody(StrictBody):
     target: Literal["camera", "dock", "bay", "disk"]
     target_id: Annotated[str, Field(min_length=1, max_length=32)]
     kind: Annotated[str, Field(min_length=1, max_length=32)]
@@ -59,12 +56,12 @@ class EntryBody(_Body):
     what: Text = ""
     result: Annotated[str, Field(max_length=16)] = "ok"
     performed_at: datetime | None = None
-    attachments: Annotated[list[Sha256], Field(max_length=16)] = []
-    faults: Annotated[list[Annotated[str, Field(max_length=16)]], Field(max_length=16)] = []
+    attachments: Annotated[list[Sha256], Field(max_length=16)] = Field(default_factory=list)
+    faults: Annotated[list[Annotated[str, Field(max_length=16)]], Field(max_length=16)] = Field(default_factory=list)
     corrects: Annotated[str, Field(max_length=16)] | None = None
 
 
-class DrawBody(_Body):
+class DrawBody(StrictBody):
     by: Annotated[str, Field(min_length=1, max_length=16)]
     size: Annotated[int, Field(ge=1, le=500)]
     since: date
@@ -72,7 +69,7 @@ class DrawBody(_Body):
     seed: Annotated[int, Field(ge=0, lt=2**53)] | None = None
 
 
-class VerdictBody(_Body):
+class VerdictBody(StrictBody):
     key: Annotated[str, Field(min_length=1, max_length=200)]
     by: Annotated[str, Field(min_length=1, max_length=16)]
     verdict: Annotated[str, Field(max_length=16)]

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from appliance.checkout import CheckoutRefused
 from appliance.records import RecordsRefused, RecordsService
 from appliance.security.roles import Role
 from appliance.security.sessions import Session
+from web_ui.bodies import StrictBody
 from web_ui.guards import current_session, kiosk
 
 if TYPE_CHECKING:
@@ -25,15 +26,11 @@ _Ticket = Annotated[str, Field(min_length=1, max_length=64)]
 CurrentSession = Annotated[Session, Depends(current_session)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class MineRequest(_Body):
+class MineRequest(StrictBody):
     ticket: _Ticket
 
 
-class TagRequest(_Body):
+class TagRequest(StrictBody):
     ticket: _Ticket
     category: Annotated[str, Field(max_length=40)]
     place: Annotated[str, Field(max_length=500)]
@@ -42,7 +39,7 @@ class TagRequest(_Body):
     party: Annotated[str, Field(max_length=100)] | None = None
 
 
-class ExplainRequest(_Body):
+class ExplainRequest(StrictBody):
     ticket: _Ticket
     assignment: Annotated[str, Field(min_length=1, max_length=40)]
     start: Annotated[str, Field(min_length=1, max_length=40)]

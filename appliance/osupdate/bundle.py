@@ -183,19 +183,25 @@ def read_manifest(path: Path, trusted: Mapping[str, Ed25519PublicKey], compatibl
     return result
 
 
-def iter_payload(path: Path, payload: Payload) -> Iterator[bytes]:
-    """The payload's bytes in chunks, hashed as they go; BundleError at the end if the hash differs."""
-    digest = hashlib.sha256()
-    left = payload.size
+def read_range(path: Path, offset: int, size: int, short: str) -> Iterator[bytes]:
+    """``size`` bytes of ``path`` from ``offset``, in chunks; BundleError(``short``) if the file ends first."""
+    left = size
     with open(path, "rb") as fh:
-        fh.seek(payload.offset)
+        fh.seek(offset)
         while left:
             chunk = fh.read(min(CHUNK, left))
             if not chunk:
-                raise BundleError(f"bundle truncated in payload {payload.name}")
-            digest.update(chunk)
+                raise BundleError(short)
             left -= len(chunk)
             yield chunk
+
+
+def iter_payload(path: Path, payload: Payload) -> Iterator[bytes]:
+    """The payload's bytes in chunks, hashed as they go; BundleError at the end if the hash differs."""
+    digest = hashlib.sha256()
+    for chunk in read_range(path, payload.offset, payload.size, f"bundle truncated in payload {payload.name}"):
+        digest.update(chunk)
+        yield chunk
     if digest.hexdigest() != payload.sha256:
         raise BundleError(f"payload {payload.name} does not match its signed hash (bundle damaged or tampered)")
 

@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.osupdate import bootstate
 from appliance.osupdate.bundle import (
-    CHUNK,
     BundleError,
     Manifest,
     Payload,
     iter_payload,
     read_manifest,
+    read_range,
     verify_payloads,
 )
 
@@ -65,14 +65,8 @@ def _write_slot(bundle: Path, payload: Payload, slot: Path) -> None:
     finally:
         os.close(fd)
     digest = hashlib.sha256()
-    with open(slot, "rb") as fh:
-        left = payload.size
-        while left:
-            chunk = fh.read(min(CHUNK, left))
-            if not chunk:
-                raise BundleError(f"slot {slot} is shorter than what was written")
-            digest.update(chunk)
-            left -= len(chunk)
+    for chunk in read_range(slot, 0, payload.size, f"slot {slot} is shorter than what was written"):
+        digest.update(chunk)
     if digest.hexdigest() != payload.sha256:
         raise BundleError(f"slot {slot} does not read back what was written (failing storage?)")
 
