@@ -323,7 +323,9 @@ class Station:
         self.equipment = EquipmentService(self.config, self.policy, self.db, self.events, self.alarms)
         self.equipment.attach(self.bays, self.checkout)
         self.badge = make_badge_reader(self.config.devices, self._on_card)
-        scanner = make_scanner(self.config.devices.backend.value, self.config.devices.sim_world)
+        scanner = make_scanner(
+            self.config.devices.backend.value, self.config.devices.sim_world, [b.port_path for b in self.config.bays]
+        )
         self.events.append(
             "boot",
             {

@@ -143,3 +143,24 @@ def test_sustained_under_voltage_powers_off_cleanly(tmp_path: Path) -> None:
 def test_no_power_off_while_the_supply_is_good(tmp_path: Path) -> None:
     proc, marker = _lowvoltage(tmp_path, "50000", run_for=4)  # "has occurred" bits only: not now
     assert proc.returncode == 124 and not marker.exists()  # still watching when timeout stopped it
+
+
+def test_arm64_lock_pins_every_runtime_dependency() -> None:
+    """image/build.sh installs offline from exactly the locked wheels: a dependency added to pyproject.toml
+    but not re-locked (image/lock-deps.sh) would fail the image build half an hour in."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((IMAGE.parent / "pyproject.toml").read_text())["project"]
+    pinned = {}
+    for line in (IMAGE / "requirements-arm64.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pinned[canonicalize_name(name)] = version
+    for spec in project["dependencies"]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"{requirement.name} is not in image/requirements-arm64.lock"
+        assert requirement.specifier.contains(pinned[name]), f"locked {name}=={pinned[name]} does not satisfy {spec}"

@@ -1,5 +1,6 @@
 """The sysfs scanner against a checked-in Raspberry Pi 4 sysfs (tests/fakes/sys-pi4, made by
-tests/fakes/make_sys_pi4.py): two cameras behind the on-board hub, found by USB port path."""
+tests/fakes/make_sys_pi4.py): three cameras behind the on-board hub, found by USB port path, one of them
+with a hub of its own."""
 
 from __future__ import annotations
 
@@ -9,19 +10,24 @@ from pathlib import Path
 import pytest
 
 from devices.hotplug.base import DockedDevice, UsbIds
-from devices.hotplug.udev import scan_sysfs, usb_port_of
+from devices.hotplug.udev import bay_port_of, scan_sysfs, usb_port_of
 
 PI4 = Path(__file__).resolve().parent / "fakes" / "sys-pi4"
 XHCI = "sys/devices/platform/scb/fd500000.pcie/pci0000:00/0000:00:00.0/0000:01:00.0"
 CAM1 = ("1-1.2", "1-1.2:1.0")
+BAYS = ("1-1.2", "1-1.3", "1-1.4")
 CAM1_LINKS = ("bus/usb/devices/1-1.2", "bus/usb/devices/1-1.2:1.0", "class/block/sda", "class/block/sda1", "block/sda")
 
 
 def expected(prefix: Path) -> dict[str, DockedDevice]:
+    """What a station with bays on 1-1.2, 1-1.3 and 1-1.4 sees."""
     return {
         "1-1.2": DockedDevice("1-1.2", UsbIds(0x2E8A, 0x0C01, "CAMT001"), prefix / "dev" / "sda1", None),
         "1-1.3": DockedDevice(
             "1-1.3", UsbIds(0x0483, 0x5740, "ZFYA8000213"), prefix / "dev" / "sdb", str(prefix / "dev" / "ttyACM0")
+        ),
+        "1-1.4": DockedDevice(
+            "1-1.4", UsbIds(0x46F4, 0x0001, "HUBCAM01"), prefix / "dev" / "sdc1", str(prefix / "dev" / "ttyUSB0")
         ),
     }
 
@@ -48,10 +54,33 @@ def test_checked_in_tree_is_intact() -> None:
     assert all(p.exists() for p in links), "dangling link in the fake tree"
 
 
-def test_scan_finds_exactly_the_two_cameras(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scan_finds_exactly_the_three_cameras(monkeypatch: pytest.MonkeyPatch) -> None:
     prefix = use_tree(monkeypatch, PI4)
-    # Not the root hubs usb1/usb2, not the hubs 1-1/2-1, not the SD card, loop0 or ttyAMA0.
-    assert scan_sysfs() == expected(prefix)
+    # Not the root hubs usb1/usb2, not the hubs 1-1/2-1/1-1.4, not the SD card, loop0 or ttyAMA0.
+    assert scan_sysfs(BAYS) == expected(prefix)
+
+
+def test_a_camera_with_its_own_hub_is_one_camera_only_in_its_bay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside any bay the hub's two functions stay two devices on their own ports (the station raises
+    'unmapped port' for each); a bay on the hub's port makes them one camera with storage and control."""
+    prefix = use_tree(monkeypatch, PI4)
+    loose = scan_sysfs(("1-1.2", "1-1.3"))
+    assert loose["1-1.4.1"] == DockedDevice(
+        "1-1.4.1", UsbIds(0x46F4, 0x0001, "HUBCAM01"), prefix / "dev" / "sdc1", None
+    )
+    assert loose["1-1.4.2"] == DockedDevice(
+        "1-1.4.2", UsbIds(0x0403, 0x6001, "HUBCAM01"), None, str(prefix / "dev" / "ttyUSB0")
+    )
+    assert "1-1.4" not in loose
+    assert scan_sysfs(BAYS)["1-1.4"] == expected(prefix)["1-1.4"]
+
+
+def test_bay_port_of_takes_the_nearest_bay_above() -> None:
+    assert bay_port_of("1-1.4.2", BAYS) == "1-1.4"
+    assert bay_port_of("1-1.4", BAYS) == "1-1.4"
+    assert bay_port_of("1-1.40", BAYS) == "1-1.40"  # a prefix of the text is not a port above
+    assert bay_port_of("1-1.3.1.2", ("1-1", "1-1.3")) == "1-1.3"
+    assert bay_port_of("2-1", BAYS) == "2-1"
 
 
 def test_usb_port_of_resolves_through_the_class_links(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,35 +104,35 @@ def test_port_path_is_looked_for_inside_sysfs_only(tmp_path: Path, monkeypatch: 
     assert usb_port_of(sys / "class" / "block" / "mmcblk0") is None
     assert usb_port_of(sys / "class" / "block" / "loop0") is None
     assert usb_port_of(sys / "class" / "block" / "sdb") == "1-1.3"
-    assert scan_sysfs() == expected(root)
+    assert scan_sysfs(BAYS) == expected(root)
 
 
 def test_undocked_camera_disappears(tree_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     prefix = use_tree(monkeypatch, tree_copy)
-    assert set(scan_sysfs()) == {"1-1.2", "1-1.3"}
+    assert set(scan_sysfs(BAYS)) == {"1-1.2", "1-1.3", "1-1.4"}
     # The kernel removes the device directory and every link to it.
     shutil.rmtree(tree_copy / XHCI / "usb1" / "1-1" / "1-1.2")
     for rel in CAM1_LINKS:
         (tree_copy / "sys" / rel).unlink()
-    assert scan_sysfs() == {"1-1.3": expected(prefix)["1-1.3"]}
+    assert scan_sysfs(BAYS) == {k: v for k, v in expected(prefix).items() if k != "1-1.2"}
 
 
 def test_camera_half_gone_mid_unplug_is_not_reported(tree_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A scan racing the removal sees the class links dangling: the camera is dropped, the scan goes on."""
     prefix = use_tree(monkeypatch, tree_copy)
     shutil.rmtree(tree_copy / XHCI / "usb1" / "1-1" / "1-1.2")
-    assert scan_sysfs() == {"1-1.3": expected(prefix)["1-1.3"]}
+    assert scan_sysfs(BAYS) == {k: v for k, v in expected(prefix).items() if k != "1-1.2"}
 
 
 def test_control_port_alone_is_enough(tree_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Camera 2 before it exposes its storage (only the CDC-ACM port is up) is still docked."""
     prefix = use_tree(monkeypatch, tree_copy)
     (tree_copy / "sys" / "class" / "block" / "sdb").unlink()
-    assert scan_sysfs()["1-1.3"] == DockedDevice(
+    assert scan_sysfs(BAYS)["1-1.3"] == DockedDevice(
         "1-1.3", UsbIds(0x0483, 0x5740, "ZFYA8000213"), None, str(prefix / "dev" / "ttyACM0")
     )
 
 
 def test_no_sysfs_means_nothing_docked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     use_tree(monkeypatch, tmp_path)
-    assert scan_sysfs() == {}
+    assert scan_sysfs(BAYS) == {}

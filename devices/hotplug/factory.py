@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from devices.hotplug.base import DeviceScanner
 
 
-def make_scanner(backend: str, sim_world: Path | None = None) -> DeviceScanner:
+def make_scanner(backend: str, sim_world: Path | None = None, bay_ports: Collection[str] = ()) -> DeviceScanner:
     if backend == "simulated":
         from devices.hotplug.simulated import SimulatedScanner
 
@@ -16,7 +17,7 @@ def make_scanner(backend: str, sim_world: Path | None = None) -> DeviceScanner:
     if backend == "real":
         from devices.hotplug.udev import UdevScanner
 
-        return UdevScanner()
+        return UdevScanner(bay_ports)
     from devices.hotplug.disabled import DisabledScanner
 
     return DisabledScanner()

@@ -1,7 +1,9 @@
 """The station's hot-plug back end: sysfs gives the snapshot, a udev monitor wakes the scanner early.
 
 Devices are keyed by the USB port path in sysfs (``1-1.3``), never by sda/ttyACM0 order, which changes
-after a reset. All paths come from ``devices.paths`` so tests run this on a checked-in fake sysfs tree.
+after a reset, and grouped by the bay's port path, so a camera that is one composite device and a camera
+that carries a small hub of its own (storage and control port on the hub's ports) are both one camera in
+one bay. All paths come from ``devices.paths`` so tests run this on a checked-in fake sysfs tree.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 from devices import paths
@@ -68,28 +71,52 @@ def _control_ports() -> dict[str, str]:
     return found
 
 
-def scan_sysfs() -> dict[str, DockedDevice]:
+def bay_port_of(port: str, bay_ports: Collection[str]) -> str:
+    """The bay a USB device at ``port`` sits in: the longest bay port path equal to it or above it (a
+    camera that carries its own hub shows its storage on ``1-1.3.1`` and its control port on ``1-1.3.2``;
+    both are the camera in bay port ``1-1.3``). A device under no bay keeps its own port path."""
+    owners = [p for p in bay_ports if port == p or port.startswith(p + ".")]
+    return max(owners, key=len) if owners else port
+
+
+def _usb_ids(port: str) -> UsbIds | None:
+    node = paths.sysfs("bus", "usb", "devices", port)
+    try:
+        return UsbIds(int(_read(node / "idVendor"), 16), int(_read(node / "idProduct"), 16), _read(node / "serial"))
+    except ValueError:
+        log.warning("USB device %s: unreadable descriptors, ignored", port)
+        return None
+
+
+def scan_sysfs(bay_ports: Collection[str] = ()) -> dict[str, DockedDevice]:
+    """Every camera on the bus, keyed by the port path of the bay it is in (``bay_ports``) or, outside any
+    bay, by its own. A camera's USB identity is that of the device carrying its storage (else its control
+    port): the one the inventory knows and the control port's answer is checked against."""
     storage = _storage_nodes()
     control = _control_ports()
-    found: dict[str, DockedDevice] = {}
-    usb = paths.sysfs("bus", "usb", "devices")
-    if not usb.is_dir():
-        return found
-    for node in sorted(usb.iterdir()):
-        if not PORT_PATH.match(node.name) or (node.name not in storage and node.name not in control):
+    functions: dict[str, dict[str, str]] = {}  # bay port -> {"storage": port, "control": port}
+    for kind, found in (("storage", storage), ("control", control)):
+        for port in sorted(found):
+            slots = functions.setdefault(bay_port_of(port, bay_ports), {})
+            if kind in slots:
+                log.warning("bay port %s: a second %s device on %s, ignored", bay_port_of(port, bay_ports), kind, port)
+                continue
+            slots[kind] = port
+    docked: dict[str, DockedDevice] = {}
+    for bay_port, slots in sorted(functions.items()):
+        ids = _usb_ids(slots.get("storage") or slots["control"])
+        if ids is None:
             continue
-        try:
-            ids = UsbIds(int(_read(node / "idVendor"), 16), int(_read(node / "idProduct"), 16), _read(node / "serial"))
-        except ValueError:
-            log.warning("USB device %s: unreadable descriptors, ignored", node.name)
-            continue
-        found[node.name] = DockedDevice(node.name, ids, storage.get(node.name), control.get(node.name))
-    return found
+        disk = storage[slots["storage"]] if "storage" in slots else None
+        tty = control[slots["control"]] if "control" in slots else None
+        docked[bay_port] = DockedDevice(bay_port, ids, disk, tty)
+    return docked
 
 
 class UdevScanner(DeviceScanner):
-    def __init__(self) -> None:
+    def __init__(self, bay_ports: Collection[str] = ()) -> None:
         super().__init__()
+        self.bay_ports = tuple(bay_ports)
         self._monitor = None
         try:
             import pyudev
@@ -104,7 +131,7 @@ class UdevScanner(DeviceScanner):
             self._monitor = None
 
     def scan(self) -> dict[str, DockedDevice]:
-        return scan_sysfs()
+        return scan_sysfs(self.bay_ports)
 
     def wait_for_change(self, timeout: float) -> None:
         if self._monitor is None:

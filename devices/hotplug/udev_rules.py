@@ -10,7 +10,8 @@ For bay N on USB port P (the config's ``port_path``, e.g. ``1-1.3``) the rules m
 
 and ``/dev/recterm/dock-board`` for the dock board's serial port when its port path is configured. Nothing
 else (the system disk included, even on USB) gets the station's group. ``KERNELS=="P"`` matches the USB
-device sitting in that port itself, never a device somewhere else on the bus.
+device sitting in that port and anything behind it (a camera with its own hub), never a device somewhere
+else on the bus.
 
 Runs at boot (recterm-udev.service) from the active config into /run/udev/rules.d, so a re-provisioned bay
 map needs no new image.

@@ -12,7 +12,10 @@ What it mirrors (paths as a Pi 4 with its VL805 xHCI on PCIe shows them):
 - camera 2 at ``1-1.3``: composite, a superfloppy ``sdb`` (filesystem on the whole disk, no partition
   table) on interface 0, a vendor interface 1, CDC-ACM ``ttyACM0`` on interfaces 2/3;
 - the SD card ``mmcblk0`` (two partitions), ``loop0``, the PL011 UART ``ttyAMA0`` and virtual ttys, none
-  of which hang under a USB port.
+  of which hang under a USB port;
+- camera 3 at ``1-1.4``: a camera with a hub of its own (as QEMU's usb-hub + usb-storage + usb-serial
+  make one, image/image_test.py): storage ``sdc`` on ``1-1.4.1``, an FTDI serial ``ttyUSB0`` on ``1-1.4.2``,
+  both with the camera's serial; the hub has none.
 
 Every link is relative, as in the real sysfs, so the tree works wherever the repository is cloned.
 """
@@ -36,6 +39,11 @@ CAM2 = f"{HUB}/1-1.3"
 SDA = f"{CAM1}/1-1.2:1.0/host0/target0:0:0/0:0:0:0/block/sda"
 SDB = f"{CAM2}/1-1.3:1.0/host1/target1:0:0/1:0:0:0/block/sdb"
 ACM0 = f"{CAM2}/1-1.3:1.2/tty/ttyACM0"
+CAM3 = f"{HUB}/1-1.4"
+CAM3_DISK = f"{CAM3}/1-1.4.1"
+CAM3_TTY = f"{CAM3}/1-1.4.2"
+SDC = f"{CAM3_DISK}/1-1.4.1:1.0/host2/target2:0:0/2:0:0:0/block/sdc"
+USB0 = f"{CAM3_TTY}/1-1.4.2:1.0/ttyUSB0/tty/ttyUSB0"
 MMC = "devices/platform/emmc2bus/fe340000.mmc/mmc_host/mmc0/mmc0:aaaa/block/mmcblk0"
 LOOP0 = "devices/virtual/block/loop0"
 AMA0 = "devices/platform/soc/fe201000.serial/tty/ttyAMA0"
@@ -146,7 +154,22 @@ def build() -> None:
     attrs(ACM0, dev="166:0")
     link(f"{ACM0}/device", f"{CAM2}/1-1.3:1.2")
 
-    for node in (USB1, USB2, HUB, HUB3, CAM1, CAM2):
+    usb_device(CAM3, 1, 7, "0409", "55aa", "09", 12, manufacturer="QEMU", product="QEMU USB Hub")
+    usb_interface(f"{CAM3}/1-1.4:1.0", 0, "09", "00", "00")
+    usb_device(CAM3_DISK, 1, 8, "46f4", "0001", "00", 12, manufacturer="QEMU", product="QEMU USB HARDDRIVE",
+               serial="HUBCAM01")  # fmt: skip
+    usb_interface(f"{CAM3_DISK}/1-1.4.1:1.0", 0, "08", "06", "50")
+    attrs(f"{CAM3_DISK}/1-1.4.1:1.0/host2/target2:0:0/2:0:0:0", vendor="QEMU", model="QEMU HARDDISK", type=0)
+    disk(SDC, "8:32", 131072)
+    partition(f"{SDC}/sdc1", 1, "8:33", 2048, 129024)
+    link(f"{SDC}/device", f"{CAM3_DISK}/1-1.4.1:1.0/host2/target2:0:0/2:0:0:0")
+    usb_device(CAM3_TTY, 1, 9, "0403", "6001", "00", 12, manufacturer="QEMU", product="QEMU USB SERIAL",
+               serial="HUBCAM01")  # fmt: skip
+    usb_interface(f"{CAM3_TTY}/1-1.4.2:1.0", 0, "ff", "ff", "ff")
+    attrs(USB0, dev="188:0")
+    link(f"{USB0}/device", f"{CAM3_TTY}/1-1.4.2:1.0/ttyUSB0")
+
+    for node in (USB1, USB2, HUB, HUB3, CAM1, CAM2, CAM3, CAM3_DISK, CAM3_TTY):
         name = Path(node).name
         link(f"bus/usb/devices/{name}", node)
         for child in sorted((SYS / node).iterdir()):
@@ -161,7 +184,7 @@ def build() -> None:
     attrs("devices/platform/emmc2bus/fe340000.mmc/mmc_host/mmc0/mmc0:aaaa", name="SN64G", type="SD")
     disk(LOOP0, "7:0", 0, removable=0)
 
-    for whole, parts in ((SDA, ["sda1"]), (SDB, []), (MMC, ["mmcblk0p1", "mmcblk0p2"]), (LOOP0, [])):
+    for whole, parts in ((SDA, ["sda1"]), (SDB, []), (SDC, ["sdc1"]), (MMC, ["mmcblk0p1", "mmcblk0p2"]), (LOOP0, [])):
         name = Path(whole).name
         link(f"block/{name}", whole)
         link(f"class/block/{name}", whole)
@@ -177,6 +200,7 @@ def build() -> None:
         link(f"class/tty/{name}", f"devices/virtual/tty/{name}")
     link("class/tty/ttyAMA0", AMA0)
     link("class/tty/ttyACM0", ACM0)
+    link("class/tty/ttyUSB0", USB0)
 
 
 if __name__ == "__main__":
