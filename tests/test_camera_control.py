@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 import time
 import tty
@@ -25,7 +26,7 @@ from devices.camera.model import (
     StorageStatus,
 )
 from devices.camera.serial_control import SerialCameraControl
-from devices.sim.firmware import CameraFirmware, PtyEndpoint
+from devices.sim.firmware import CameraFirmware, PtyEndpoint, StreamEndpoint
 from devices.sim.world import SimWorld
 
 SERIAL = "CAMT001"
@@ -324,3 +325,24 @@ def test_lines_round_trip() -> None:
     encoded = err.encode()
     assert encoded.count(b"\n") == 1  # one message, one line, whatever the message holds
     assert parse_response(encoded) == Response(8, False, code="FAILED", message="minfo: bad second line")
+
+
+def test_firmware_on_a_socket_answers_and_stops_when_the_peer_hangs_up(world: SimWorld) -> None:
+    """The image test serves the firmware to QEMU's usb-serial over a socket: same answers as on a pty,
+    and a peer that goes away (QEMU killed) ends the endpoint instead of spinning on empty reads."""
+    ours, theirs = socket.socketpair()
+    endpoint = StreamEndpoint(CameraFirmware(world, SERIAL), ours.detach())
+    try:
+        theirs.settimeout(5)
+        theirs.sendall(Request(7, "IDENT", PASSWORD).encode() + Request(8, "IDENT", "999999").encode())
+        lines = b""
+        while lines.count(b"\n") < 2:
+            lines += theirs.recv(4096)
+        first, second = (parse_response(line + b"\n") for line in lines.split(b"\n")[:2])
+        assert first.ok and first.seq == 7 and first.value["serial"] == SERIAL
+        assert not second.ok and second.code == "AUTH"
+        theirs.close()
+        endpoint._thread.join(timeout=5)
+        assert not endpoint._thread.is_alive()
+    finally:
+        endpoint.close()

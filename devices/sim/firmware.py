@@ -134,15 +134,12 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> str:
     return run_tool(argv, "read the camera's filesystem", error=OSError, env=env)
 
 
-class PtyEndpoint:
-    """Serves one camera's firmware on a pseudo-terminal, as a CDC-ACM port appears on the station."""
+class StreamEndpoint:
+    """Serves one camera's firmware on a byte stream (``fd``): newline-framed requests in, answers out."""
 
-    def __init__(self, firmware: CameraFirmware) -> None:
+    def __init__(self, firmware: CameraFirmware, fd: int) -> None:
         self.firmware = firmware
-        self.master, slave = os.openpty()
-        self.slave_path = os.ttyname(slave)
-        tty.setraw(slave)  # no echo, no line discipline games: bytes in, bytes out
-        os.close(slave)  # the station opens it by path, as it would /dev/ttyACMn
+        self.master = fd
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"fw-{firmware.serial}", daemon=True)
         self._thread.start()
@@ -160,6 +157,8 @@ class PtyEndpoint:
                 if self._stop.wait(0.05):
                     return
                 continue
+            if not chunk:
+                return  # a socket's peer hung up (a pty reports EIO instead, handled above)
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
@@ -185,6 +184,17 @@ class PtyEndpoint:
         self._thread.join(timeout=2)
         with contextlib.suppress(OSError):
             os.close(self.master)  # the station's open port now sees a hang-up, like an unplug
+
+
+class PtyEndpoint(StreamEndpoint):
+    """The firmware on a pseudo-terminal, as a CDC-ACM port appears on the station."""
+
+    def __init__(self, firmware: CameraFirmware) -> None:
+        master, slave = os.openpty()
+        self.slave_path = os.ttyname(slave)
+        tty.setraw(slave)  # no echo, no line discipline games: bytes in, bytes out
+        os.close(slave)  # the station opens it by path, as it would /dev/ttyACMn
+        super().__init__(firmware, master)
 
 
 def charge(world: SimWorld, serial: str, step: int = 1) -> None:
