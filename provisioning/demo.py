@@ -41,6 +41,7 @@ OFFICERS = [
 ]
 UNIT = ("330100000001", "综合行政执法大队")
 EQUIPMENT_OFFICER = "110012"  # the demo's equipment staff member
+SUPERVISOR_OFFICER = "110011"  # the demo's supervisor (spot checks are recorded in this number)
 # (serial, filesystem, clips, bay or None, battery %)
 CAMERAS = [
     ("ZFY0001", "exfat", 4, 1, 35),
@@ -54,11 +55,12 @@ UNREGISTERED = ("ZFYX999", "vfat", 1, 8, 50)
 
 
 # The demo's staff accounts (README lists them; `make demo` prints them). Demo only: a real station has no
-# account until `recterm provision` registers its first administrator.
+# account until `recterm provision` registers its first administrator. Staff who record maintenance or spot
+# checks are linked to their police number: the station records them under it (docs/maintenance.md).
 DEMO_ACCOUNTS = [
     ("admin", ["admin"], "demo-admin-pass", None),
-    ("equipment", ["equipment"], "demo-equipment-pass", None),
-    ("supervisor", ["supervisor"], "demo-supervisor-pass", None),
+    ("equipment", ["equipment"], "demo-equipment-pass", EQUIPMENT_OFFICER),
+    ("supervisor", ["supervisor"], "demo-supervisor-pass", SUPERVISOR_OFFICER),
     ("auditor", ["auditor"], "demo-auditor-pass", None),
     ("officer110001", ["officer"], "demo-officer-pass", "110001"),
 ]
@@ -100,7 +102,7 @@ def port_for(bay: int) -> str:
 def print_demo_accounts(echo: Callable[[str], None]) -> None:
     echo("demo staff accounts (sign in at /login; the kiosk at /kiosk needs none):")
     for username, roles, password, police_no in DEMO_ACCOUNTS:
-        linked = f", officer {police_no}" if police_no else ""
+        linked = f", police number {police_no}" if police_no else ""
         echo(f"  {username:14} {password:22} {', '.join(roles)}{linked}")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from provisioning.demo import DEMO_ACCOUNTS, demo_card, demo_pin
+from provisioning.demo import DEMO_ACCOUNTS, EQUIPMENT_OFFICER, demo_card, demo_pin
 from tests.conftest import free_port, signed_in, wait_until, web_client
 
 
@@ -57,9 +57,15 @@ def test_demo_serves_a_simulated_station_and_stops_cleanly(tmp_path: Path) -> No
         # The README's demo accounts sign in; its cards and PINs check a camera out (the demo profile fits
         # 128 MiB cameras).
         web = f"http://127.0.0.1:{port}"
-        for username, _, password, _ in DEMO_ACCOUNTS:
+        for username, _, password, police_no in DEMO_ACCOUNTS:
             with signed_in(web, username, password) as staff:
-                assert staff.get("/api/auth/me").json()["username"] == username
+                me = staff.get("/api/auth/me").json()
+                assert (me["username"], me["police_nos"]) == (username, [police_no] if police_no else [])
+        # Equipment staff record under their linked police number (the station takes it from the session).
+        with signed_in(web, "equipment", "demo-equipment-pass") as staff:
+            entry = {"target": "camera", "target_id": "ZFY0006", "kind": "inspection", "what": "demo"}
+            made = staff.post("/api/maintenance/entries", json=entry)
+            assert made.status_code == 200 and made.json()["by"] == EQUIPMENT_OFFICER, made.text
         with signed_in(web, "admin", "demo-admin-pass") as admin:
             assert "执法记录仪采集站" in admin.get("/").text
         with web_client(web) as kiosk:

@@ -7,12 +7,13 @@ import hashlib
 
 import pytest
 
-from appliance import faults, inventory
+from appliance import faults, inventory, maintenance
 from devices.sim.server import SimServer
 from devices.sim.world import SimWorld
-from tests.conftest import add_account, register_officers, wait_until
+from tests.conftest import add_account, register_officers, signed_in, wait_until
+from tests.test_access import events
 from tests.test_checkout import A, B, ready, setup
-from tests.test_kiosk import BADGE, card_ticket, client, identify_both, kiosk, sign_in_page, staff, web_up
+from tests.test_kiosk import BADGE, card_ticket, client, identify_both, kiosk, sign_in_page, web_up
 from tests.test_web import ARTIFACTS, base_url, browser  # noqa: F401  (browser is a fixture)
 from web_ui.i18n import catalogue
 
@@ -24,7 +25,9 @@ def test_api_maintenance_entries_attachments_and_faults(tmp_path, world, sim_ser
     config = setup(tmp_path, world, {"CAMWEB1": {"registry": {"model": "DSJ-S1"}}})
     register_officers(config, {"police_no": STAFF, "role": "equipment"})
     station = start_station(cfg=config, serve_web=True)
-    with staff(station) as http:  # equipment staff, signed in
+    web_up(station)
+    add_account(station, "equip1", "equipment", police_no=STAFF)
+    with signed_in(base_url(station), "equip1") as http:  # equipment staff, signed in, linked to STAFF
         photo = http.post("/api/maintenance/attachments", content=PNG)
         assert photo.status_code == 200 and photo.json()["sha256"] == hashlib.sha256(PNG).hexdigest()
         bad = http.post("/api/maintenance/attachments", content=b"GIF89a")
@@ -32,14 +35,14 @@ def test_api_maintenance_entries_attachments_and_faults(tmp_path, world, sim_ser
         assert http.get(f"/api/maintenance/attachments/{photo.json()['sha256']}").content == PNG
         assert http.get("/api/maintenance/attachments/" + "0" * 64).status_code == 404
 
-        fault = http.post("/api/faults", json={"camera": "CAMWEB1", "reason": "lens", "by": STAFF, "text": "模糊"})
+        fault = http.post("/api/faults", json={"camera": "CAMWEB1", "reason": "lens", "text": "模糊"})
         assert fault.status_code == 200, fault.text
+        assert fault.json()["by"] == STAFF  # the signed-in account's number
         assert [f["id"] for f in http.get("/api/faults").json()] == [fault.json()["id"]]
         entry = {
             "target": "camera",
             "target_id": "CAMWEB1",
             "kind": "repair",
-            "by": STAFF,
             "what": "镜头更换",
             "attachments": [photo.json()["sha256"]],
             "faults": [fault.json()["id"]],
@@ -66,6 +69,64 @@ def test_api_maintenance_entries_attachments_and_faults(tmp_path, world, sim_ser
     with client(station) as kiosk_display:  # the check-in report is the kiosk's
         checkin = kiosk_display.post("/api/faults/checkin", json={"camera": "CAMWEB1", "reason": "unresponsive"})
         assert checkin.status_code == 400 and "reason must be" in checkin.json()["message"]
+
+
+def test_the_actor_is_the_signed_in_account_never_the_client(tmp_path, world, sim_server, start_station) -> None:
+    """Entries and fault reports carry the signed-in account's police number; a client cannot name another
+    (a body with ``by`` is refused before anything is stored), and an account with no number records nothing."""
+    config = setup(tmp_path, world, {"CAMACT1": {}})
+    register_officers(config, {"police_no": STAFF, "role": "equipment"}, {"police_no": "220002", "role": "equipment"})
+    station = start_station(cfg=config, serve_web=True)
+    web_up(station)
+    add_account(station, "equip1", "equipment", police_no=STAFF)
+    add_account(station, "bare1", "equipment")  # staff role, but no police number linked
+    add_account(station, "admin1", "admin")
+    add_account(station, "officerish", "equipment", police_no=B)  # linked to an officer who is not staff
+    add_account(station, "ghost1", "equipment", police_no="999999")  # linked to no one in the registry
+    entry = {"target": "camera", "target_id": "CAMACT1", "kind": "cleaning", "what": "清洁镜头"}
+    fault = {"camera": "CAMACT1", "reason": "lens", "text": "模糊"}
+
+    def stored() -> tuple[list, list]:
+        db = station.station.db
+        return db.call(lambda d: maintenance.history(d)), db.call(faults.all_faults)
+
+    with signed_in(base_url(station), "equip1") as http:
+        # Someone else's number in the body: refused outright (StrictBody), nothing stored.
+        assert http.post("/api/maintenance/entries", json={**entry, "by": "220002"}).status_code == 422
+        assert http.post("/api/faults", json={**fault, "by": "220002"}).status_code == 422
+        assert stored() == ([], [])
+        made = http.post("/api/maintenance/entries", json=entry)
+        assert made.status_code == 200, made.text
+        opened = http.post("/api/faults", json=fault)
+        assert opened.status_code == 200, opened.text
+    (row,), (fault_row,) = stored()
+    assert (row["by"], made.json()["by"], fault_row["by"]) == (STAFF, STAFF, STAFF)
+    assert [e["by"] for e in events(station, "maintenance")] == [STAFF]
+    assert [e["by"] for e in events(station, "fault_opened")] == [STAFF]
+
+    for unlinked in ("bare1", "admin1"):  # the administrator may write, but in no one's name
+        with signed_in(base_url(station), unlinked) as http:
+            for path, body in (("/api/maintenance/entries", entry), ("/api/faults", fault)):
+                refused = http.post(path, json=body)
+                assert refused.status_code == 403, (unlinked, path, refused.text)
+                assert refused.json() == {"detail": "auth.error.unlinked"}
+            page = http.get("/admin/camera/CAMACT1?lang=en")
+            assert catalogue("en")["auth.error.unlinked"] in page.text and 'name="by"' not in page.text
+    assert [len(rows) for rows in stored()] == [1, 1]
+    assert len(events(station, "maintenance")) == 1 and len(events(station, "fault_opened")) == 1
+
+    # The registry still decides whether the linked number may act: an officer does not close a fault, and a
+    # number the registry does not know records nothing.
+    with signed_in(base_url(station), "officerish") as http:
+        repair = {**entry, "kind": "repair", "faults": [fault_row["id"]]}
+        refused = http.post("/api/maintenance/entries", json=repair)
+        assert refused.status_code == 400 and refused.json()["field"] == "by", refused.text
+    with signed_in(base_url(station), "ghost1") as http:
+        refused = http.post("/api/maintenance/entries", json=entry)
+        assert refused.status_code == 400 and "999999" in refused.json()["message"], refused.text
+        refused = http.post("/api/faults", json=fault)
+        assert refused.status_code == 400 and "no officer 999999" in refused.json()["message"], refused.text
+    assert [len(rows) for rows in stored()] == [1, 1]
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -208,26 +269,38 @@ def test_camera_page_records_a_repair_that_closes_the_fault(
     t = catalogue("en")
     slip = tmp_path / "slip.png"
     slip.write_bytes(PNG)
-    add_account(station, "equip1", "equipment")
+    add_account(station, "equip1", "equipment", police_no=STAFF)
+    add_account(station, "bare1", "equipment")  # no police number linked: refused, and the page says why
+    bare = browser.new_page(viewport={"width": 1280, "height": 900})
+    bare.goto(f"{base_url(station)}/admin/camera/CAMFIX1?lang=en")
+    sign_in_page(bare, "bare1")
+    bare.wait_for_url("**/admin/camera/CAMFIX1?lang=en")
+    assert bare.locator("#entry-actor").inner_text() == t["auth.error.unlinked"]
+    bare.select_option("#entry-form select[name=kind]", "repair")
+    bare.check(f"#entry-form input[value='{fault['id']}']")
+    bare.click("#entry-form button[type=submit]")
+    bare.wait_for_selector("#entry-error:not([hidden])")
+    assert bare.locator("#entry-error").inner_text() == t["maint.form.error"].format(message=t["auth.error.unlinked"])
+    bare.close()
+    assert station.station.db.call(lambda db: maintenance.history(db)) == []
+
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{base_url(station)}/admin/camera/CAMFIX1?lang=en")
     sign_in_page(page, "equip1")
     page.wait_for_url("**/admin/camera/CAMFIX1?lang=en")
     assert page.locator("#camera-lock").inner_text() == t["maint.locked"].format(reason=t["fault.reason.lens"])
+    assert page.locator("#entry-form input[name=by]").count() == 0  # nobody types who they are
+    assert page.locator("#entry-actor").get_attribute("data-police-no") == STAFF
+    assert page.locator("#entry-actor").inner_text() == t["maint.form.by"].format(police_no=STAFF)
     page.select_option("#entry-form select[name=kind]", "repair")
-    page.fill("#entry-form input[name=by]", B)  # an ordinary officer may not close a fault
     page.check(f"#entry-form input[value='{fault['id']}']")
-    page.click("#entry-form button[type=submit]")
-    page.wait_for_selector("#entry-error:not([hidden])")
-    assert "equipment staff" in page.locator("#entry-error").inner_text()
-    page.fill("#entry-form input[name=by]", STAFF)
     page.fill("#entry-form input[name=what]", "镜头更换")
     page.set_input_files("#entry-form input[name=attachment]", str(slip))
     page.click("#entry-form button[type=submit]")
     page.wait_for_selector("#camera-history tr[data-entry]")
     assert page.locator("#camera-lock").count() == 0
     row = page.locator("#camera-history tr[data-entry]")
-    assert "镜头更换" in row.inner_text() and t["maint.kind.repair"] in row.inner_text()
+    assert "镜头更换" in row.inner_text() and t["maint.kind.repair"] in row.inner_text() and STAFF in row.inner_text()
     assert (
         page.locator(
             f"#camera-history a[href='/api/maintenance/attachments/{hashlib.sha256(PNG).hexdigest()}']"

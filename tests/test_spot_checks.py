@@ -19,6 +19,7 @@ from appliance.offload import RECORDINGS
 from appliance.spot_checks import ApprovalRequired, SpotCheckError, SpotChecks, allocate, draw_sample
 from appliance.state.db import StateDB
 from tests.conftest import add_account, register_officers, signed_in
+from tests.test_access import events
 from tests.test_kiosk import sign_in_page, web_up
 from tests.test_web import ARTIFACTS, base_url, browser  # noqa: F401  (browser is a fixture)
 from web_ui.i18n import catalogue
@@ -134,21 +135,47 @@ def test_spot_check_api(tmp_path, world, sim_server, start_station) -> None:
     station = start_station(cfg=config, serve_web=True)
     fill(station.station.db)
     web_up(station)
-    add_account(station, "super1", "supervisor")
+    add_account(station, "super1", "supervisor", police_no=SUPERVISOR)
+    add_account(station, "super2", "supervisor")  # no police number linked
+    body = {"size": 4, "since": "2026-03-10", "until": "2026-03-10", "seed": 99}
     with signed_in(base_url(station), "super1") as http:
-        body = {"by": SUPERVISOR, "size": 4, "since": "2026-03-10", "until": "2026-03-10", "seed": 99}
+        # Another reviewer's number in the body is refused outright; nothing is drawn.
+        assert http.post("/api/spot-checks", json={**body, "by": "110001"}).status_code == 422
+        assert station.station.db.call(spot_checks.ledger) == []
         drawn = http.post("/api/spot-checks", json=body)
         assert drawn.status_code == 200, drawn.text
+        assert drawn.json()["by"] == SUPERVISOR  # the signed-in account's number
         key = drawn.json()["sample"][0]["key"]
         check_id = drawn.json()["id"]
-        verdict = {"key": key, "by": SUPERVISOR, "verdict": "compliant"}
+        verdict = {"key": key, "verdict": "compliant"}
+        assert http.post(f"/api/spot-checks/{check_id}/verdicts", json={**verdict, "by": "110001"}).status_code == 422
         assert http.post(f"/api/spot-checks/{check_id}/verdicts", json=verdict).status_code == 200
-        assert http.get("/api/spot-checks").json()[0]["sample"][0]["verdict"] == "compliant"
-        view = http.get(f"/api/spot-checks/{check_id}/recordings/{key}/view", params={"by": SUPERVISOR})
+        (row,) = http.get("/api/spot-checks").json()
+        assert (row["by"], row["sample"][0]["verdict"], row["sample"][0]["reviewed_by"]) == (
+            SUPERVISOR,
+            "compliant",
+            SUPERVISOR,
+        )
+        # A number in the query is no longer read: the view is logged under the session's number.
+        view = http.get(f"/api/spot-checks/{check_id}/recordings/{key}/view", params={"by": "110001"})
         assert view.status_code == 403 and view.json()["error"] == "approval_required"
         assert http.post("/api/spot-checks", json={**body, "size": 0}).status_code == 422
         empty = http.post("/api/spot-checks", json={**body, "since": "2020-01-01", "until": "2020-01-01"})
         assert empty.status_code == 400 and empty.json()["error"] == "spot_check"
+    assert [e["by"] for e in events(station, "spot_check_drawn")] == [SUPERVISOR]
+    assert [e["by"] for e in events(station, "spot_check_result")] == [SUPERVISOR]
+    assert [e["by"] for e in events(station, "spot_check_view")] == [SUPERVISOR]
+
+    with signed_in(base_url(station), "super2") as http:  # unlinked: draws, judges and views nothing
+        for refused in (
+            http.post("/api/spot-checks", json=body),
+            http.post(f"/api/spot-checks/{check_id}/verdicts", json={**verdict, "verdict": "issue"}),
+            http.get(f"/api/spot-checks/{check_id}/recordings/{key}/view"),
+        ):
+            assert refused.status_code == 403 and refused.json() == {"detail": "auth.error.unlinked"}, refused.text
+    (row,) = station.station.db.call(spot_checks.ledger)
+    assert row["sample"][0]["verdict"] == "compliant"
+    assert [len(events(station, t)) for t in ("spot_check_drawn", "spot_check_result", "spot_check_view")] == [1, 1, 1]
 
 
 def test_spot_check_panel_in_chromium(tmp_path, world, sim_server, start_station, browser) -> None:  # noqa: F811
@@ -160,13 +187,15 @@ def test_spot_check_panel_in_chromium(tmp_path, world, sim_server, start_station
     fill(station.station.db)
     web_up(station)
     t = catalogue("zh")
-    add_account(station, "super1", "supervisor")
+    add_account(station, "super1", "supervisor", police_no=SUPERVISOR)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{base_url(station)}/admin?lang=zh")
     sign_in_page(page, "super1")
     page.wait_for_url("**/admin?lang=zh")
     page.wait_for_selector("#conn[data-state=live]")
-    page.fill("#spot-form input[name=by]", SUPERVISOR)
+    assert page.locator("#spot-form input[name=by]").count() == 0  # the reviewer is the signed-in account
+    page.wait_for_selector(f"#spot-actor[data-police-no='{SUPERVISOR}']")
+    assert page.locator("#spot-actor").inner_text() == t["spot.by"].format(police_no=SUPERVISOR)
     page.fill("#spot-form input[name=size]", "6")
     page.fill("#spot-form input[name=sample_since]", "2026-03-10")
     page.fill("#spot-form input[name=sample_until]", "2026-03-10")
@@ -182,7 +211,12 @@ def test_spot_check_panel_in_chromium(tmp_path, world, sim_server, start_station
     first = rows.first
     first.locator("button[data-verdict=issue]").click()
     page.wait_for_selector("#spot-sample tr[data-verdict=issue]")
-    assert station.station.db.call(spot_checks.ledger)[0]["sample"][0]["verdict"] == "issue"
+    (check,) = station.station.db.call(spot_checks.ledger)
+    assert (check["by"], check["sample"][0]["verdict"], check["sample"][0]["reviewed_by"]) == (
+        SUPERVISOR,
+        "issue",
+        SUPERVISOR,
+    )
     page.locator("#spot-sample tr[data-key] button[data-action=view]").first.click()
     page.wait_for_function(
         "text => document.getElementById('spot-result').textContent === text", arg=t["spot.approval"]

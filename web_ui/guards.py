@@ -111,6 +111,23 @@ def current_session(request: Request) -> Session:
     return session
 
 
+def linked_police_no(session: Session) -> str | None:
+    """The one police number a staff account is linked to; None for an account without one, and for a kiosk
+    session (it holds a pair of officers: no single actor)."""
+    numbers = session.principal.police_nos
+    return numbers[0] if not session.kiosk and len(numbers) == 1 else None
+
+
+def acting_police_no(request: Request) -> str:
+    """For handlers that record who did something: the police number linked to the signed-in staff account,
+    never a number the client sends. An account without one (a bare administrator) may not act in anyone's
+    name: 403 until an administrator links it to the staff member's police number."""
+    police_no = linked_police_no(current_session(request))
+    if police_no is None:
+        raise HTTPException(403, "auth.error.unlinked")
+    return police_no
+
+
 def guards_of(dependant: Dependant) -> list[Guard]:
     found = []
     for dep in dependant.dependencies:

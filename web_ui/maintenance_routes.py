@@ -13,7 +13,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
@@ -26,9 +26,10 @@ from appliance.faults import FaultError
 from appliance.maintenance import EntryRequest, MaintenanceError
 from appliance.report_pdf import html_to_pdf
 from appliance.security.roles import READERS, Role
+from appliance.security.sessions import Session
 from appliance.spot_checks import ApprovalRequired, SpotCheckError
 from web_ui.bodies import StrictBody
-from web_ui.guards import kiosk, require
+from web_ui.guards import acting_police_no, current_session, kiosk, linked_police_no, require
 from web_ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, catalogue
 
 if TYPE_CHECKING:
@@ -36,23 +37,21 @@ if TYPE_CHECKING:
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Text = Annotated[str, Field(max_length=1000)]
+# Who records an entry, a fault or a verdict: the signed-in account's police number, never the client's word.
+Actor = Annotated[str, Depends(acting_police_no)]
+Who = Annotated[Session, Depends(current_session)]
 
 
-class CheckinFault(StrictBody):
+class FaultBody(StrictBody):
     camera: Annotated[str, Field(min_length=1, max_length=16)]
     reason: Annotated[str, Field(min_length=1, max_length=32)]
     text: Text = ""
-
-
-class StaffFault(CheckinFault):
-    by: Annotated[str, Field(min_length=1, max_length=16)]
 
 
 class EntryBody(StrictBody):
     target: Literal["camera", "dock", "bay", "disk"]
     target_id: Annotated[str, Field(min_length=1, max_length=32)]
     kind: Annotated[str, Field(min_length=1, max_length=32)]
-    by: Annotated[str, Field(min_length=1, max_length=16)]
     what: Text = ""
     result: Annotated[str, Field(max_length=16)] = "ok"
     performed_at: datetime | None = None
@@ -62,7 +61,6 @@ class EntryBody(StrictBody):
 
 
 class DrawBody(StrictBody):
-    by: Annotated[str, Field(min_length=1, max_length=16)]
     size: Annotated[int, Field(ge=1, le=500)]
     since: date
     until: date
@@ -71,7 +69,6 @@ class DrawBody(StrictBody):
 
 class VerdictBody(StrictBody):
     key: Annotated[str, Field(min_length=1, max_length=200)]
-    by: Annotated[str, Field(min_length=1, max_length=16)]
     verdict: Annotated[str, Field(max_length=16)]
     note: Text = ""
 
@@ -105,7 +102,7 @@ def build_router(station: Station) -> APIRouter:
         return {"officer": list(faults.OFFICER_REASONS)}
 
     @kiosk_router.post("/faults/checkin", response_model=None)
-    async def report_at_checkin(body: CheckinFault) -> dict[str, Any] | JSONResponse:
+    async def report_at_checkin(body: FaultBody) -> dict[str, Any] | JSONResponse:
         try:
             return await service().run(service().report_at_checkin, body.camera, body.reason, body.text)
         except FaultError as exc:
@@ -132,12 +129,12 @@ def build_router(station: Station) -> APIRouter:
         return await station.db.run(lambda db: read(db, target, target_id))
 
     @equipment.post("/maintenance/entries", response_model=None, dependencies=[change])
-    async def record(body: EntryBody) -> dict[str, Any] | JSONResponse:
+    async def record(body: EntryBody, by: Actor) -> dict[str, Any] | JSONResponse:
         request = EntryRequest(
             target=body.target,
             target_id=body.target_id,
             kind=body.kind,
-            by=body.by,
+            by=by,
             what=body.what,
             result=body.result,
             performed_at=body.performed_at,
@@ -174,9 +171,9 @@ def build_router(station: Station) -> APIRouter:
         return await station.db.run(faults.open_faults if status == "open" else faults.all_faults)
 
     @equipment.post("/faults", response_model=None, dependencies=[change])
-    async def report(body: StaffFault) -> dict[str, Any] | JSONResponse:
+    async def report(body: FaultBody, by: Actor) -> dict[str, Any] | JSONResponse:
         try:
-            return await service().run(service().report_fault, body.camera, body.reason, "staff", body.by, body.text)
+            return await service().run(service().report_fault, body.camera, body.reason, "staff", by, body.text)
         except FaultError as exc:
             return error("fault", exc)
 
@@ -190,10 +187,10 @@ def build_router(station: Station) -> APIRouter:
         return await service().run(service().battery_overview)
 
     @equipment.post("/spot-checks", response_model=None, dependencies=[supervise])
-    async def draw(body: DrawBody) -> dict[str, Any] | JSONResponse:
+    async def draw(body: DrawBody, by: Actor) -> dict[str, Any] | JSONResponse:
         checks = service().spot_checks
         try:
-            return await service().run(checks.draw, body.by, body.size, body.since, body.until, body.seed)
+            return await service().run(checks.draw, by, body.size, body.since, body.until, body.seed)
         except SpotCheckError as exc:
             return error("spot_check", exc)
 
@@ -202,15 +199,15 @@ def build_router(station: Station) -> APIRouter:
         return await station.db.run(spot_checks.ledger)
 
     @equipment.post("/spot-checks/{check_id}/verdicts", response_model=None, dependencies=[supervise])
-    async def verdict(check_id: str, body: VerdictBody) -> dict[str, Any] | JSONResponse:
+    async def verdict(check_id: str, body: VerdictBody, by: Actor) -> dict[str, Any] | JSONResponse:
         checks = service().spot_checks
         try:
-            return await service().run(checks.verdict, check_id, body.key, body.by, body.verdict, body.note)
+            return await service().run(checks.verdict, check_id, body.key, by, body.verdict, body.note)
         except SpotCheckError as exc:
             return error("spot_check", exc)
 
     @equipment.get("/spot-checks/{check_id}/recordings/{key:path}/view", response_model=None, dependencies=[supervise])
-    async def view(check_id: str, key: str, by: str) -> JSONResponse:
+    async def view(check_id: str, key: str, by: Actor) -> JSONResponse:
         """Replay for the reviewer: the approval flow of the security issue decides (004 Art. 15)."""
         try:
             await service().run(service().spot_checks.view, check_id, key, by)
@@ -303,7 +300,7 @@ def build_router(station: Station) -> APIRouter:
 
     # -- pages
     @pages.get("/admin/camera/{serial}", response_class=HTMLResponse)
-    async def camera_page(request: Request, serial: str, lang: str = DEFAULT_LANGUAGE) -> HTMLResponse:
+    async def camera_page(request: Request, serial: str, session: Who, lang: str = DEFAULT_LANGUAGE) -> HTMLResponse:
         lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
         camera = await _known_camera(serial)
         health = await service().run(service().battery_health, serial)
@@ -325,6 +322,7 @@ def build_router(station: Station) -> APIRouter:
                 "results": maintenance.RESULTS,
                 "history": history,
                 "faults": camera_faults,
+                "actor": linked_police_no(session),  # who an entry made here is recorded as
                 "local": lambda iso: datetime.fromisoformat(iso).astimezone(zone).strftime("%Y-%m-%d %H:%M"),
             },
         )

@@ -66,7 +66,20 @@ function spotMessage(text) {
   el.hidden = false;
 }
 
-function renderSample(check, reviewer) {
+// A failed call's message: the station's own text, or a catalogue code (a refusal such as auth.error.unlinked).
+const reason = (data) => data.message ?? (typeof data.detail === "string" ? T(data.detail) : JSON.stringify(data.detail ?? ""));
+
+// The reviewer is the signed-in account's police number (the station takes it from the session, never from here).
+async function showReviewer() {
+  const me = await (await fetch("/api/auth/me")).json();
+  const linked = me.police_nos?.length === 1 ? me.police_nos[0] : "";
+  const el = $("spot-actor");
+  el.dataset.policeNo = linked;
+  el.textContent = linked ? T("spot.by", { police_no: linked }) : T("auth.error.unlinked");
+  el.classList.toggle("bad", !linked);
+}
+
+function renderSample(check) {
   const body = $("spot-sample").tBodies[0];
   body.replaceChildren(...check.sample.map((r) => {
     const tr = document.createElement("tr");
@@ -83,16 +96,16 @@ function renderSample(check, reviewer) {
       button.dataset.verdict = verdict;
       button.setAttribute("aria-pressed", String(r.verdict === verdict));
       button.onclick = async () => {
-        const { ok, data } = await postJson(`/api/spot-checks/${check.id}/verdicts`, { key: r.key, by: reviewer, verdict });
-        if (!ok) return spotMessage(T("spot.error", { message: data.message ?? "" }));
-        renderSample(data, reviewer);
+        const { ok, data } = await postJson(`/api/spot-checks/${check.id}/verdicts`, { key: r.key, verdict });
+        if (!ok) return spotMessage(T("spot.error", { message: reason(data) }));
+        renderSample(data);
       };
       actions.append(button);
     }
     const view = Object.assign(document.createElement("button"), { type: "button", className: "button", textContent: T("spot.view") });
     view.dataset.action = "view";
     view.onclick = async () => {
-      const response = await fetch(`/api/spot-checks/${check.id}/recordings/${r.key}/view?by=${encodeURIComponent(reviewer)}`);
+      const response = await fetch(`/api/spot-checks/${check.id}/recordings/${r.key}/view`);
       if (response.status === 403) spotMessage(T("spot.approval"));
     };
     actions.append(view);
@@ -104,12 +117,12 @@ function renderSample(check, reviewer) {
 $("spot-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const f = new FormData($("spot-form"));
-  const body = { by: f.get("by").trim(), size: Number(f.get("size")), since: f.get("sample_since"), until: f.get("sample_until") };
+  const body = { size: Number(f.get("size")), since: f.get("sample_since"), until: f.get("sample_until") };
   if (f.get("seed").trim()) body.seed = Number(f.get("seed"));
   const { ok, data } = await postJson("/api/spot-checks", body);
-  if (!ok) return spotMessage(T("spot.error", { message: data.message ?? JSON.stringify(data.detail ?? "") }));
+  if (!ok) return spotMessage(T("spot.error", { message: reason(data) }));
   spotMessage(T("spot.drawn", { id: data.id, n: data.sample.length, population: data.population, seed: data.seed }));
-  renderSample(data, body.by);
+  renderSample(data);
 });
 
 async function refresh() {
@@ -150,3 +163,4 @@ for (const input of document.querySelectorAll("[data-import]")) {
 
 connect({ bay: bayBoard($("bays")), checkin: refresh, health: healthPanel($("health")) });
 refresh();
+showReviewer();

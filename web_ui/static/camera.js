@@ -27,10 +27,10 @@ form.addEventListener("submit", async (ev) => {
   }
   const entry = {
     target: "camera", target_id: form.dataset.camera, kind: fields.get("kind"), result: fields.get("result"),
-    by: fields.get("by").trim(), what: fields.get("what").trim(), attachments, faults: fields.getAll("faults"),
+    what: fields.get("what").trim(), attachments, faults: fields.getAll("faults"),
   };
   const { ok, data } = await post("/api/maintenance/entries", JSON.stringify(entry));
-  if (!ok) return fail(data.message ?? JSON.stringify(data.detail));
+  if (!ok) return fail(data.message ?? (typeof data.detail === "string" ? T(data.detail) : JSON.stringify(data.detail)));
   location.reload();
 });
 
