@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from markupsafe import escape
 
 from appliance import faults, inventory, maintenance
 from devices.sim.server import SimServer
@@ -111,7 +112,7 @@ def test_the_actor_is_the_signed_in_account_never_the_client(tmp_path, world, si
                 assert refused.status_code == 403, (unlinked, path, refused.text)
                 assert refused.json() == {"detail": "auth.error.unlinked"}
             page = http.get("/admin/camera/CAMACT1?lang=en")
-            assert catalogue("en")["auth.error.unlinked"] in page.text and 'name="by"' not in page.text
+            assert escape(catalogue("en")["auth.error.unlinked"]) in page.text and 'name="by"' not in page.text
     assert [len(rows) for rows in stored()] == [1, 1]
     assert len(events(station, "maintenance")) == 1 and len(events(station, "fault_opened")) == 1
 

@@ -3,6 +3,8 @@ Handlers validate and delegate to appliance/ services (blocking work on the equi
 
 Three routers, each with its guard in one place: ``kiosk`` (an officer reporting a fault
 at check-in, the maintenance reminder) and ``equipment`` (equipment staff and supervisors on the admin page).
+Whoever is recorded as doing something (``by``) is the signed-in account's police number (``Actor``), never a
+value from the request.
 """
 
 from __future__ import annotations
