@@ -82,6 +82,17 @@ class EquipmentService:
         if self.bays is not None:
             self.bays.set_locked(camera, row.get("lock") is not None)
 
+    def set_lock(self, serial: str, reason: str | None, by: str) -> dict[str, Any]:
+        """Lock a camera out of check-out by hand (``reason``) or lift a hand-set lock (None): stored, logged
+        with who did it, and shown on its bay's LED at once if it is docked. Worker thread."""
+        row = self.db.call(lambda db: inventory.set_camera_lock(db, serial, reason, by))
+        if reason is None:
+            self.events.append("camera_unlocked", {"camera": serial, "by": by})
+        else:
+            self.events.append("camera_locked", {"camera": serial, "reason": reason, "by": by})
+        self._refresh_lock(serial)
+        return row
+
     def _camera_in_bay(self, bay: int) -> str | None:
         if self.bays is None:
             return None

@@ -92,6 +92,24 @@ def test_fault_on_a_hand_locked_camera_keeps_the_hand_lock(tmp_path, world, sim_
     assert camera_row(station, "CAMFLT2")["lock"] is None
 
 
+def test_a_hand_lock_shows_on_the_docked_bay_at_once_and_is_logged(tmp_path, world, sim_server, start_station) -> None:
+    config = setup(tmp_path, world, {"CAMFLT4": {"battery_pct": 100}})
+    station = start_station(cfg=config)
+    ready(station, sim_server, {"CAMFLT4": 1})
+    equipment = station.station.equipment
+    assert station.bay(1)["led"] == "ready"
+    equipment.set_lock("CAMFLT4", "待年检", STAFF)
+    assert station.bay(1)["locked"] is True and station.bay(1)["led"] == "fault"  # not at the next dock: now
+    assert camera_row(station, "CAMFLT4")["lock"]["by"] == STAFF
+    equipment.set_lock("CAMFLT4", None, "equipment")
+    assert station.bay(1)["locked"] is False and station.bay(1)["led"] == "ready"
+    assert events(station, "camera_locked") == [{"camera": "CAMFLT4", "reason": "待年检", "by": STAFF}]
+    assert events(station, "camera_unlocked") == [{"camera": "CAMFLT4", "by": "equipment"}]
+    with pytest.raises(inventory.RegistryError, match="no camera"):
+        equipment.set_lock("NOSUCH1", "x", STAFF)
+    assert len(events(station, "camera_locked")) == 1  # a refusal logs nothing
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

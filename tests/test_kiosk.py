@@ -168,6 +168,8 @@ def test_api_registry_csv_round_trip_and_edits(tmp_path, world, sim_server, star
         assert station.station.db.call(lambda db: inventory.camera(db, "CAMCSV1"))["lock"]["reason"] == "镜头破裂"
         assert http.delete("/api/registry/cameras/CAMCSV1/lock").json()["lock"] is None
         assert http.put("/api/registry/cameras/NOSUCH1/lock", json={"reason": "x"}).status_code == 400
+        spoof = http.put("/api/registry/cameras/CAMCSV1/lock", json={"reason": "x", "by": "110001"})
+        assert spoof.status_code == 422  # who locks is the signed-in account, never the client's say
 
 
 # -- the kiosk in Chromium

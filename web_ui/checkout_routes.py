@@ -24,7 +24,7 @@ from appliance.security.roles import READERS, Role
 from appliance.security.sessions import Session
 from web_ui.auth_routes import start_kiosk_session, throttle
 from web_ui.bodies import StrictBody
-from web_ui.guards import current_session, kiosk, require
+from web_ui.guards import current_session, kiosk, linked_police_no, require
 
 if TYPE_CHECKING:
     from appliance.station import Station
@@ -46,7 +46,6 @@ class CheckoutRequest(StrictBody):
 
 class LockRequest(StrictBody):
     reason: Annotated[str, Field(min_length=1, max_length=200)]
-    by: Annotated[str, Field(max_length=16)] = ""
 
 
 class OfficerEdit(StrictBody):
@@ -210,17 +209,24 @@ def build_routers(station: Station) -> tuple[APIRouter, APIRouter]:
         return {k: v for k, v in row.items() if k != "password"}
 
     @equipment.put("/registry/cameras/{serial}/lock", response_model=None, dependencies=[change])
-    async def lock_camera(serial: str, body: Annotated[LockRequest, Body()]) -> dict[str, Any] | JSONResponse:
-        try:
-            row = await station.db.run(lambda db: inventory.set_camera_lock(db, serial, body.reason, body.by))
-        except inventory.RegistryError as exc:
-            return registry_error(exc)
-        return {"serial": serial, "lock": row["lock"]}
+    async def lock_camera(
+        serial: str, body: Annotated[LockRequest, Body()], session: Annotated[Session, Depends(current_session)]
+    ) -> dict[str, Any] | JSONResponse:
+        return await _set_lock(serial, body.reason, session)
 
     @equipment.delete("/registry/cameras/{serial}/lock", response_model=None, dependencies=[change])
-    async def unlock_camera(serial: str) -> dict[str, Any] | JSONResponse:
+    async def unlock_camera(
+        serial: str, session: Annotated[Session, Depends(current_session)]
+    ) -> dict[str, Any] | JSONResponse:
+        return await _set_lock(serial, None, session)
+
+    async def _set_lock(serial: str, reason: str | None, session: Session) -> dict[str, Any] | JSONResponse:
+        # Who locked it is the signed-in account (its staff police number when linked), never the client's say.
+        by = linked_police_no(session) or session.principal.name
+        if station.equipment is None:
+            raise HTTPException(503, "station is starting")
         try:
-            row = await station.db.run(lambda db: inventory.set_camera_lock(db, serial, None))
+            row = await station.equipment.run(station.equipment.set_lock, serial, reason, by)
         except inventory.RegistryError as exc:
             return registry_error(exc)
         return {"serial": serial, "lock": row["lock"]}
