@@ -99,6 +99,8 @@ class RecordsService:
                 "classified_by": police_no,
                 "classified_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
+            # The deadline (003 Art. 17) is met by the first tag; a later re-tag must not move it.
+            update["first_classified_at"] = row.get("first_classified_at") or update["classified_at"]
             if row.get("status") == "uploaded" and new_class != old_class:
                 update["relock"] = True  # the central copy's retention/hold must follow (the uploader does it)
             db.table(RECORDINGS).update(update, doc_ids=[row.doc_id])

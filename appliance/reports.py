@@ -90,6 +90,7 @@ def monthly_report(
     ]
 
     uploads = _uploads(db, policy, calendar, start, end, now)
+    classification = _classification(db, policy, calendar, start, end, now)
 
     done = [r for r in maintenance.effective(db) if inside(r["performed_at"])]
     schedule = maintenance.schedule(db, policy, min(end, now), due_soon_days)
@@ -116,6 +117,7 @@ def monthly_report(
             "open_at_end": len(still_open),
         },
         "uploads": uploads,
+        "classification": classification,
         "maintenance": {
             "done": len(done),
             "by_kind": dict(Counter(r["kind"] for r in done).most_common()),
@@ -149,6 +151,33 @@ def _uploads(
     }
 
 
+def _classification(
+    db: TinyDB, policy: PolicyProfile, calendar: WorkCalendar, start: datetime, end: datetime, now: datetime
+) -> dict[str, Any]:
+    """Recordings whose classification deadline fell in the month (003 Art. 17: counted from the upload to
+    the central store), by their first tag: classified by then, late, or still unclassified. A re-tag
+    never moves the first time; a recording not uploaded yet has no deadline running."""
+    counts = Counter()
+    for rec in db.table(RECORDINGS).all():
+        if not rec.get("uploaded_at"):
+            continue
+        deadline = calendar.deadline(datetime.fromisoformat(rec["uploaded_at"]), policy.classification_deadline)
+        if not start <= deadline < end:
+            continue
+        first = rec.get("first_classified_at")
+        if first:
+            counts["within" if datetime.fromisoformat(first) <= deadline else "late"] += 1
+        else:
+            counts["missed" if deadline < now else "pending"] += 1
+    due = sum(counts.values())
+    return {
+        "due": due,
+        **{k: counts[k] for k in ("within", "late", "missed", "pending")},
+        "within_pct": round(100 * counts["within"] / due, 1) if due else None,
+        "deadline": policy.classification_deadline.model_dump(),
+    }
+
+
 def report_csv(report: dict[str, Any]) -> str:
     """One row per figure: section, item, value (UTF-8 with BOM so spreadsheets read the Chinese)."""
     out = io.StringIO()
@@ -177,6 +206,9 @@ def report_csv(report: dict[str, Any]) -> str:
     u = report["uploads"]
     for key in ("due", "within", "late", "missed", "pending", "within_pct"):
         writer.writerow(("uploads", key, "" if u[key] is None else u[key]))
+    c = report["classification"]
+    for key in ("due", "within", "late", "missed", "pending", "within_pct"):
+        writer.writerow(("classification", key, "" if c[key] is None else c[key]))
     m = report["maintenance"]
     writer.writerow(("maintenance", "done", m["done"]))
     for kind, n in m["by_kind"].items():

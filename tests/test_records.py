@@ -109,10 +109,19 @@ def test_officers_tag_their_own_recordings_and_explain_the_gap(tmp_path, world, 
         assert http.post(f"/api/records/{other_sha}/tag", json={"ticket": a, **routine}).json()["retention_class"] == (
             "routine"
         )
+        # As if that first tag was two days ago: a re-tag now must not move the time the deadline was met.
+        earlier = "2026-01-05T08:00:00+00:00"
+        station.station.db.call(
+            lambda db: db.table(RECORDINGS).update(
+                {"classified_at": earlier, "first_classified_at": earlier}, Query().sha256 == other_sha
+            )
+        )
         case = {**routine, "case_number": "A2026-118"}
         assert http.post(f"/api/records/{other_sha}/tag", json={"ticket": a, **case}).json()["retention_class"] == (
             "evidence"
         )
+        row = station.station.db.call(lambda db: db.table(RECORDINGS).get(Query().sha256 == other_sha))
+        assert row["first_classified_at"] == earlier and row["classified_at"] > earlier
         assert http.post(f"/api/records/{other_sha}/tag", json={"ticket": a, **routine}).status_code == 409
 
         b = card_ticket(http, B)  # the other officer of the pair, at the same kiosk: explains the gap

@@ -72,12 +72,18 @@ def fill_march(station) -> None:
     equipment.record(EntryRequest("camera", "CAMRPT2", "cleaning", STAFF, performed_at=MARCH + timedelta(days=4)))
 
     recordings = []
-    for n, (ingested_h, uploaded_h) in enumerate([(0, 2), (0, 20), (24, 30), (48, 80), (72, None)]):
+    # (hours after ingest day 8 09:00: ingested, uploaded, first tagged): tagged 1 h after upload (twice), ten
+    # days after (late), never (missed); one never uploaded, so its classification deadline never started.
+    for n, (ingested_h, uploaded_h, tagged_h) in enumerate(
+        [(0, 2, 3), (0, 20, 260), (24, 30, None), (48, 80, 81), (72, None, None)]
+    ):
         ingested = MARCH + timedelta(days=8, hours=ingested_h)
+        at = lambda hours: iso(MARCH + timedelta(days=8, hours=hours))  # noqa: E731
         recordings.append(
             {"key": f"CAMRPT1/{n}", "camera_serial": "CAMRPT1", "name": f"{n}.MP4", "ingested_at": iso(ingested),
              "status": "uploaded" if uploaded_h is not None else "verified",
-             **({"uploaded_at": iso(MARCH + timedelta(days=8, hours=uploaded_h))} if uploaded_h is not None else {})}
+             **({"uploaded_at": at(uploaded_h)} if uploaded_h is not None else {}),
+             **({"first_classified_at": at(tagged_h), "classified_at": at(tagged_h)} if tagged_h is not None else {})}
         )  # fmt: skip
     db.call(lambda tdb: tdb.table(RECORDINGS).insert_multiple(recordings))
 
@@ -109,6 +115,10 @@ def test_monthly_figures(march_station) -> None:
     # 003's 24 hours from ingest: 2 h and 20 h on time, 30 - 24 = 6 h on time, 80 - 48 = 32 h late, one missing.
     u = report["uploads"]
     assert (u["due"], u["within"], u["late"], u["missed"], u["pending"], u["within_pct"]) == (5, 3, 1, 1, 0, 60.0)
+    # 003 Art. 17: 2 working days from the upload (all four deadlines fall in March).
+    c = report["classification"]
+    assert (c["due"], c["within"], c["late"], c["missed"], c["pending"], c["within_pct"]) == (4, 2, 1, 1, 0, 50.0)
+    assert c["deadline"]["cite"] == "003 Art. 17"
     m = report["maintenance"]
     assert m["done"] == 3 and m["by_kind"] == {"repair": 2, "cleaning": 1}
     assert m["overdue"] == [] and m["due"] == ["CAMRPT1"]  # CAMRPT1 never had routine maintenance
@@ -116,6 +126,7 @@ def test_monthly_figures(march_station) -> None:
     lines = list(csv.reader(io.StringIO(reports.report_csv(report).lstrip("\ufeff"))))
     assert lines[0] == ["section", "item", "value"]
     assert ["checkouts_per_officer", f"{A} 警员{A}", "3"] in lines
+    assert ["classification", "within_pct", "50.0"] in lines and ["classification", "missed", "1"] in lines
     assert ["uploads", "within_pct", "60.0"] in lines and ["faults", "repair_hours_max", "26.0"] in lines
     assert reports.report_csv(report) == reports.report_csv(report)  # stable output
 
@@ -138,6 +149,8 @@ def test_report_page_csv_and_pdf_render(march_station) -> None:
         assert page.status_code == 200 and page.text.count('class="bars"') == 4  # no refusals: no chart
         assert catalogue("zh")["report.refusal.battery"] not in page.text  # no refusals logged in March
         assert catalogue("zh")["fault.reason.lens"] in page.text
+        line = catalogue("zh")["report.classification_line"]
+        assert line.format(due=4, within=2, pct=50.0, late=1, missed=1, pending=0) in page.text
 
         pdf = http.get("/api/reports/monthly.pdf", params={"month": "2026-03", "lang": "zh"})
         assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
