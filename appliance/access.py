@@ -21,6 +21,7 @@ import re
 import tempfile
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -102,7 +103,7 @@ class AccessService:
         events: EventLog,
         store: LocalStore,
         station_id: str,
-        public_key: Any,
+        public_key: Callable[[str], Any],
         max_hours: float,
         scratch_dir: Path,
     ) -> None:
@@ -111,7 +112,7 @@ class AccessService:
         self.events = events
         self.store = store
         self.station_id = station_id
-        self.public_key = public_key
+        self.public_key = public_key  # by manifest key id: a recording signed before a rotation keeps its key
         self.max_hours = max_hours
         self.clock = _now  # tests move time forward
 
@@ -256,7 +257,10 @@ class AccessService:
 
     def _bundle(self, grant: dict, recording: dict, file_name: str, by: str, when: str) -> Path:
         manifest = (self.store.root / recording["manifest"]).read_bytes()
-        pem = self.public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        key = self.public_key(json.loads(manifest)["station"]["key_id"])
+        if key is None:
+            raise AccessRefused("access.error.unknown_key", 409)  # its key is missing from the history
+        pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         note = {
             "station": self.station_id,
             "request": grant["id"],

@@ -262,13 +262,21 @@ def offload(source: Path, data_dir: Path, serial: str, model: str) -> None:
 
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--pubkey", type=click.Path(exists=True, path_type=Path), help="Station public key (PEM).")
-def verify(data_dir: Path, pubkey: Path | None) -> None:
+@click.option(
+    "--pubkey", type=click.Path(exists=True, path_type=Path), help="Station public key (PEM): one key, no history."
+)
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Station keys directory (current key and signing-history.json); default DATA_DIR/keys.",
+)
+def verify(data_dir: Path, pubkey: Path | None, keys_dir: Path | None) -> None:
     """Re-hash the store, check every manifest, the log's Merkle tree and every checkpoint."""
     from appliance.evidence.verify import load_public_key, verify_data_dir
 
     try:
-        report = verify_data_dir(data_dir, load_public_key(pubkey) if pubkey else None)
+        report = verify_data_dir(data_dir, load_public_key(pubkey) if pubkey else None, keys_dir)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot verify {data_dir}: {exc}") from None
     _report_and_exit(report)
@@ -287,7 +295,15 @@ def _report_and_exit(report: Report) -> None:
 
 @main.command()
 @click.argument("target")
-@click.option("--pubkey", type=click.Path(exists=True, path_type=Path), required=True, help="Station public key (PEM).")
+@click.option(
+    "--pubkey", type=click.Path(exists=True, path_type=Path), help="Station public key (PEM): one key, no history."
+)
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Station keys directory (current key and signing-history.json).",
+)
 @click.option("--endpoint", help="S3 endpoint URL (for s3:// targets).")
 @click.option("--credentials", type=click.Path(exists=True, path_type=Path), help="S3 credentials file (TOML).")
 @click.option("--region", default="default", show_default=True)
@@ -295,7 +311,8 @@ def _report_and_exit(report: Report) -> None:
 @click.option("--no-lock-check", is_flag=True, help="Do not require COMPLIANCE locks (a bucket without lock).")
 def audit(
     target: str,
-    pubkey: Path,
+    pubkey: Path | None,
+    keys_dir: Path | None,
     endpoint: str | None,
     credentials: Path | None,
     region: str,
@@ -307,10 +324,13 @@ def audit(
 
     from appliance.central.audit import DirectoryBucket, S3Bucket
     from appliance.central.audit import audit as run_audit
-    from appliance.evidence.verify import load_public_key
+    from appliance.evidence.verify import key_chain, load_public_key
     from appliance.policy import load_profile
 
+    if pubkey is None and keys_dir is None:
+        raise click.UsageError("give the station's key: --pubkey PEM or --keys DIR (with its key history)")
     try:
+        chain = key_chain(load_public_key(pubkey) if pubkey else None, keys_dir, keys_dir or Path())
         policy = load_profile(policy_id) if policy_id else None
         bucket: DirectoryBucket | S3Bucket
         if target.startswith("s3://"):
@@ -330,7 +350,7 @@ def audit(
             if not path.is_dir():
                 raise click.ClickException(f"{target}: not a directory (ARCHIVE_DIR/STATION) nor s3://BUCKET/STATION")
             bucket, prefix = DirectoryBucket(path.parent), path.name
-        report = run_audit(bucket, prefix, load_public_key(pubkey), policy, check_lock=not no_lock_check)
+        report = run_audit(bucket, prefix, chain, policy, check_lock=not no_lock_check)
     except (OSError, ValueError, PolicyError, BotoCoreError, ClientError) as exc:
         raise click.ClickException(f"cannot audit {target}: {exc}") from None
     _report_and_exit(report)

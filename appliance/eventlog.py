@@ -19,6 +19,7 @@ A line torn by a power cut is moved aside to ``torn-<offset>.bin`` (never silent
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -27,16 +28,17 @@ import struct
 import threading
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import rfc8785
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.evidence.checkpoint import Checkpoint, CheckpointError, sign_checkpoint, verify_checkpoint
+from appliance.evidence.keychain import ROTATION_EVENT
 from appliance.evidence.merkle import MerkleAccumulator, leaf_hash
 from appliance.evidence.note import NoteError
 from appliance.state.atomic import atomic_write_bytes
@@ -112,7 +114,10 @@ class EventLog:
         signer: Signer | None = None,
         checkpoint_every: int = 256,
         checkpoint_interval_s: float = 300.0,
+        retired: Sequence[Ed25519PublicKey] = (),
     ) -> None:
+        """``retired``: the station's earlier public keys; the latest checkpoint may be signed by one of them
+        when a power cut interrupted a key rotation (docs/event-log.md, key rotation)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.path = directory / self.ENTRIES
@@ -120,6 +125,10 @@ class EventLog:
         self.checkpoint_dir = directory / "checkpoints"
         self.origin = origin
         self.signer = signer
+        self._retired = tuple(retired)
+        # (first entry, signer) per key in use since this process opened the log: manifests are signed by
+        # the key of their ingest entry, even when a rotation came between the two.
+        self._epochs: list[tuple[int, Signer]] = []
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
         self._lock = threading.Lock()
@@ -133,6 +142,8 @@ class EventLog:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._index_fd = os.open(self.index_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._last_checkpoint = (self.latest_checkpoint_size(), time.monotonic())
+        if signer is not None:
+            self._epochs.append((0, signer))
 
     # -- opening
     def _recover_torn_tail(self) -> None:
@@ -228,12 +239,15 @@ class EventLog:
         latest = self.checkpoint_dir / "latest.note"
         if self.signer is None or not latest.exists():
             return
-        try:
-            checkpoint = verify_checkpoint(
-                latest.read_text(), {self.signer.name: self.signer.key.public_key()}, origin=self.origin
-            )
-        except (NoteError, CheckpointError) as exc:
-            raise EventLogError(f"latest checkpoint does not verify: {exc}") from None
+        text = latest.read_text()
+        for key in (self.signer.key.public_key(), *reversed(self._retired)):
+            try:
+                checkpoint = verify_checkpoint(text, {self.signer.name: key}, origin=self.origin)
+                break
+            except (NoteError, CheckpointError) as exc:
+                problem = exc
+        else:
+            raise EventLogError(f"latest checkpoint does not verify: {problem}") from None
         if checkpoint.size > self.size:
             raise EventLogError(f"log holds {self.size} entries but was signed at {checkpoint.size}")
         if self._signed_root != checkpoint.root:
@@ -276,36 +290,81 @@ class EventLog:
         except (FileNotFoundError, CheckpointError, IndexError):
             return 0
 
+    def signer_for(self, seq: int) -> Signer | None:
+        """The signer whose key was in use at entry ``seq`` (entries before this process opened the log:
+        the key it opened with)."""
+        found = self._epochs[0][1] if self._epochs else None
+        for start, signer in self._epochs:
+            if start <= seq:
+                found = signer
+        return found
+
     # -- writing
     def append(self, type_: str, body: dict[str, Any]) -> Entry:
         """Append one entry and fsync before returning: once this returns, the event survives a power cut."""
         with self._lock:
-            entry = Entry(
-                seq=self.size,
-                type=type_,
-                wall=datetime.now(UTC).isoformat(timespec="milliseconds"),
-                boot_id=self._boot_id,
-                mono_ns=time.monotonic_ns(),
-                body=body,
-            )
-            data = entry.canonical()
-            line = data + b"\n"
-            try:
-                if os.write(self._fd, line) != len(line):
-                    raise OSError("short write")
-                os.fdatasync(self._fd)
-            except OSError as exc:
-                os.truncate(self.path, self._end)  # never leave half an entry behind (disk full)
-                raise EventLogError(f"cannot append to the event log: {exc}") from exc
-            leaf = leaf_hash(data)
-            os.write(self._index_fd, INDEX_RECORD.pack(self._end, leaf))  # derived: rebuilt if lost
-            self._offsets.append(self._end)
-            self._leaves += leaf
-            self._tree.append(leaf)
-            self._end += len(line)
-            if self._checkpoint_due():
-                self._write_checkpoint()
-            return entry
+            return self._append(type_, body)
+
+    def rotate_signer(
+        self, rotate: Callable[[dict[str, Any]], tuple[dict[str, Any], Signer]], by: str | None = None
+    ) -> Entry:
+        """Hand the log to a new signing key, atomically for every other writer.
+
+        Under the log's lock: a checkpoint of every entry so far by the old key; ``rotate(context)`` makes
+        the new key and returns the link and the new signer (context: origin, log_size, log_root); the
+        ``signing_key_rotated`` entry with the link; from it on the new key, which at once signs a
+        checkpoint that covers the rotation entry."""
+        with self._lock:
+            if self.signer is None:
+                raise EventLogError("this log has no signing key to rotate")
+            self._write_checkpoint()
+            context = {"origin": self.origin, "log_size": self.size, "log_root": base64.b64encode(self.root()).decode()}
+            link, signer = rotate(context)
+            return self._switch(link, signer, by)
+
+    def resume_rotation(self, link: dict[str, Any], signer: Signer) -> Entry:
+        """Log a rotation whose keys changed on disk before a power cut stopped it from reaching the log."""
+        with self._lock:
+            if link.get("log_size") != self.size or link.get("log_root") != base64.b64encode(self.root()).decode():
+                raise EventLogError(
+                    f"the interrupted key rotation was for log size {link.get('log_size')}; the log holds {self.size}"
+                )
+            return self._switch(link, signer, None)
+
+    def _switch(self, link: dict[str, Any], signer: Signer, by: str | None) -> Entry:
+        entry = self._append(ROTATION_EVENT, {"link": link, **({"by": by} if by else {})}, checkpoint=False)
+        self.signer = signer
+        self._epochs.append((entry.seq, signer))
+        self._write_checkpoint()
+        return entry
+
+    def _append(self, type_: str, body: dict[str, Any], checkpoint: bool = True) -> Entry:
+        entry = Entry(
+            seq=self.size,
+            type=type_,
+            wall=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            boot_id=self._boot_id,
+            mono_ns=time.monotonic_ns(),
+            body=body,
+        )
+        data = entry.canonical()
+        line = data + b"\n"
+        try:
+            if os.write(self._fd, line) != len(line):
+                raise OSError("short write")
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            os.truncate(self.path, self._end)  # never leave half an entry behind (disk full)
+            raise EventLogError(f"cannot append to the event log: {exc}") from exc
+        leaf = leaf_hash(data)
+        os.write(self._index_fd, INDEX_RECORD.pack(self._end, leaf))  # derived: rebuilt if lost
+        self._offsets.append(self._end)
+        self._leaves += leaf
+        self._tree.append(leaf)
+        self._end += len(line)
+        if checkpoint and self._checkpoint_due():
+            self._write_checkpoint()
+        return entry
 
     def _checkpoint_due(self) -> bool:
         if self.signer is None:

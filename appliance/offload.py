@@ -80,7 +80,7 @@ class Offloader:
     events: EventLog
     extensions: tuple[str, ...]
     station_id: str
-    signing_key: Ed25519PrivateKey
+    signing_key: Ed25519PrivateKey  # for a log without a signer; otherwise the log's signer owns the key
     scheduler: BusScheduler | None = None  # shares each USB bus between the bays (None: every bay unpaced)
     timezone: str = "UTC"  # the station's: camera clocks are local wall time
 
@@ -237,12 +237,15 @@ class Offloader:
         officers: list[dict[str, Any]],
     ) -> Path:
         sequence = self.db.call(_next_ingest_sequence)
+        # The key in use at the ingest entry, even if a rotation came since: verifiers demand exactly that one.
+        signer = self.events.signer_for(ingest.seq)
+        key = signer.key if signer is not None else self.signing_key
         body: dict[str, Any] = {
             "v": manifest.VERSION,
             "kind": manifest.KIND,
             "station": {
                 "id": self.station_id,
-                "key_id": manifest.key_id(self.signing_key.public_key()),
+                "key_id": manifest.key_id(key.public_key()),
                 "log_origin": self.events.origin,
             },
             "camera": {k: camera.get(k) for k in ("serial", "vendor", "model", "firmware")},
@@ -266,9 +269,7 @@ class Offloader:
             "retention": {"class": "unclassified"},  # untagged recordings are retained, never short-lived
             "signatures": [],
         }
-        return self.store.put_manifest(
-            stored.sha256, ingest.seq, manifest.encode(manifest.sign(body, self.signing_key))
-        )
+        return self.store.put_manifest(stored.sha256, ingest.seq, manifest.encode(manifest.sign(body, key)))
 
 
 def _next_ingest_sequence(db: TinyDB) -> int:

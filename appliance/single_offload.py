@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from appliance.eventlog import EventLog, Signer
+from appliance.evidence.keychain import read_history
 from appliance.offload import Offloader, OffloadProgress, OffloadResult
 from appliance.state.db import StateDB
 from appliance.store import LocalStore
@@ -48,7 +49,12 @@ def offload_once(
     with ExitStack() as stack:
         db = StateDB(data_dir / "state" / "state.json")
         stack.callback(db.close)
-        events = EventLog(data_dir / "log", origin=f"recterm/{station_id}/events/e1", signer=Signer(station_id, key))
+        events = EventLog(
+            data_dir / "log",
+            origin=f"recterm/{station_id}/events/e1",
+            signer=Signer(station_id, key),
+            retired=[r.public for r in read_history(keys)],
+        )
         stack.callback(events.close)
         store = LocalStore(data_dir / "store")
         offloader = Offloader(store, db, events, DEFAULT_EXTENSIONS, station_id, key)

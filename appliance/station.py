@@ -14,9 +14,11 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance import __version__
 from appliance.access import AccessService
@@ -33,7 +35,9 @@ from appliance.checkout import CheckoutService
 from appliance.config import StationConfig
 from appliance.deadlines import calendar_coverage
 from appliance.equipment import EquipmentService
-from appliance.eventlog import EventLog, Signer
+from appliance.eventlog import Entry, EventLog, EventLogError, Signer
+from appliance.evidence import manifest
+from appliance.evidence.keychain import ROTATION_EVENT, KeyHistoryError, RetiredKey, read_history
 from appliance.hardware import make_badge_reader, make_dock_board, make_indicators
 from appliance.health.monitor import HealthMonitor, make_health_monitor
 from appliance.offload import Offloader
@@ -46,7 +50,7 @@ from appliance.store import LocalStore
 from devices.badge.base import BadgeReader
 from devices.dock.base import DockBoard, DockBoardError
 from devices.hotplug import make_scanner
-from provisioning.keys import load_signing_key
+from provisioning.keys import load_signing_key, recover_signing_key, rotate_signing_key
 from provisioning.tls import TLS_CERT, TLS_KEY, rotate_tls_certificate
 
 log = logging.getLogger(__name__)
@@ -80,19 +84,25 @@ class Station:
         for folder in (config.state_dir, config.store_dir, config.log_dir, config.run_dir):
             folder.mkdir(parents=True, exist_ok=True)
         try:
-            self.signing_key = load_signing_key(config.keys_dir)
+            recover_signing_key(config.keys_dir)
+            signing_key = load_signing_key(config.keys_dir)
+            retired = read_history(config.keys_dir)
         except FileNotFoundError:
             raise StationError(
                 f"no station signing key in {config.keys_dir}: provision the station first (recterm provision)"
             ) from None
+        except KeyHistoryError as exc:
+            raise StationError(str(exc)) from None
         if config.web.tls and not (config.keys_dir / TLS_CERT).exists():
             raise StationError(f"web.tls is set but {config.keys_dir} holds no certificate: recterm provision")
         self.db = StateDB(config.state_dir / "state.json")
         self.events = EventLog(
             config.log_dir,
             origin=log_origin(config.station.id),
-            signer=Signer(config.station.id, self.signing_key),
+            signer=Signer(config.station.id, signing_key),
+            retired=[r.public for r in retired],
         )
+        self._finish_interrupted_rotation(retired)
         self.store = LocalStore(
             config.store_dir,
             buffer_size=config.offload.buffer_kib * 1024,
@@ -105,7 +115,7 @@ class Station:
             self.events,
             self.store,
             config.station.id,
-            self.signing_key.public_key(),
+            self.public_key_for,
             config.security.grant_max_hours,
             config.run_dir,
         )
@@ -115,7 +125,7 @@ class Station:
             self.events,
             config.offload.extensions,
             config.station.id,
-            self.signing_key,
+            signing_key,  # only for a log without signer; this one has one, which owns the key in use
             make_bus_scheduler(config),
             config.station.timezone,
         )
@@ -133,6 +143,52 @@ class Station:
         self.records: RecordsService | None = None
         self._servers: list[uvicorn.Server] = []
         self.equipment: EquipmentService | None = None
+
+    # -- the signing key
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The key in use now: the event log's signer owns it (checkpoints, and manifests through the log)."""
+        assert self.events.signer is not None
+        return self.events.signer.key
+
+    def public_key_for(self, key_id: str) -> Ed25519PublicKey | None:
+        """The station's public key, current or retired, with this manifest key id."""
+        keys = [self.signing_key.public_key(), *(r.public for r in read_history(self.config.keys_dir))]
+        return next((k for k in keys if manifest.key_id(k) == key_id), None)
+
+    def _finish_interrupted_rotation(self, retired: list[RetiredKey]) -> None:
+        """A power cut after the keys changed on disk but before the log heard of it: log the link now."""
+        if not retired:
+            return
+        link = retired[-1].link
+        size = link.get("log_size")
+        if not isinstance(size, int):
+            raise StationError(f"{self.config.keys_dir}: the key history's last link names no log size")
+        if size < self.events.size:
+            logged = self.events.entry(size)
+            if logged.type != ROTATION_EVENT or logged.body.get("link") != link:
+                raise StationError(f"log entry {size} is not the key rotation the key history records")
+            return
+        try:
+            entry = self.events.resume_rotation(link, Signer(self.config.station.id, self.signing_key))
+        except EventLogError as exc:
+            raise StationError(f"cannot finish the interrupted signing key rotation: {exc}") from None
+        log.warning("finished a signing key rotation a power cut interrupted (log entry %d)", entry.seq)
+
+    async def rotate_signing_key(self, by: str) -> dict[str, Any]:
+        """A new signing key, in use from the ``signing_key_rotated`` entry on for checkpoints and manifests.
+
+        The old key signs a last checkpoint of everything before the rotation; the link (old and new key,
+        the log's size and root at the hand-over) is signed by both and logged; the new key signs the next
+        checkpoint, which covers the rotation entry. The old private key is destroyed."""
+        keys_dir, station_id = self.config.keys_dir, self.config.station.id
+
+        def rotate(context: dict[str, Any]) -> tuple[dict[str, Any], Signer]:
+            link = rotate_signing_key(keys_dir, {"station": station_id, **context})
+            return link, Signer(station_id, load_signing_key(keys_dir))
+
+        entry: Entry = await asyncio.get_running_loop().run_in_executor(None, self.events.rotate_signer, rotate, by)
+        return entry.body["link"] | {"log_index": entry.seq}
 
     # -- supervision
     def _supervise(self, name: str, coro: Awaitable[None]) -> None:

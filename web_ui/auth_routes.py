@@ -161,4 +161,10 @@ def build_auth_router(station: Station, security: WebSecurity, accounts: Account
         link = await station.rotate_tls_key(session.principal.name)
         return {"old": link["old"], "new": link["new"]}
 
+    @router.post("/keys/signing/rotate", dependencies=[require(Role.ADMIN)])
+    async def rotate_signing(session: Annotated[Session, Depends(current_session)]) -> dict[str, Any]:
+        """A new signing key now; the log's signing_key_rotated entry links it to the old one."""
+        link = await station.rotate_signing_key(session.principal.name)
+        return {"old": link["old"], "new": link["new"], "log_index": link["log_index"]}
+
     return router

@@ -7,7 +7,8 @@ upload receipt in that log it re-hashes the stored object, checks its signed man
 ingest entry) and, on S3, its COMPLIANCE lock. Every local deletion must follow the receipt of the same
 object; with a policy profile, receipts after the upload deadline are reported late. Objects nobody
 receipted are listed as extra (a station that crashed before logging its receipt uploads them again).
-Layout: docs/s3-layout.md.
+Keys: one pinned key, or the station's key history, each key trusted only for the log entries it was in use
+for (appliance/evidence/keychain.py). Layout: docs/s3-layout.md.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from appliance.central.archive import ArchiveStore
 from appliance.central.uploader import manifest_key
 from appliance.deadlines import WorkCalendar
 from appliance.eventlog import Entry, EventLogError
 from appliance.evidence import manifest
-from appliance.evidence.checkpoint import CheckpointError, verify_checkpoint
+from appliance.evidence.checkpoint import CheckpointError
+from appliance.evidence.keychain import ROTATION_EVENT, Epochs, KeyChain
 from appliance.evidence.merkle import MerkleAccumulator, leaf_hash
-from appliance.evidence.note import SIG_PREFIX, NoteError
+from appliance.evidence.note import NoteError
 from appliance.evidence.verify import Report
 from appliance.policy import PolicyProfile
 
@@ -123,16 +123,16 @@ class S3Bucket:
 def audit(
     bucket: Bucket,
     prefix: str,
-    public_key: Ed25519PublicKey,
+    chain: KeyChain,
     policy: PolicyProfile | None = None,
     check_lock: bool = True,
 ) -> Report:
     report = Report()
     prefix = prefix.strip("/")
     keys = bucket.keys(prefix)
-    entries = _check_log(bucket, keys, public_key, report, check_lock)
+    entries, epochs = _check_log(bucket, keys, chain, report, check_lock)
     known = {k for k in keys if SEGMENT.search(k) or CHECKPOINT.search(k)}
-    known |= _check_receipts(bucket, entries, public_key, report, check_lock, policy)
+    known |= _check_receipts(bucket, entries, epochs, report, check_lock, policy)
     for key in keys:
         if key not in known:
             report.notice(key, "extra object: no upload receipt in the log names it")
@@ -140,22 +140,24 @@ def audit(
 
 
 def _check_log(
-    bucket: Bucket, keys: list[str], public_key: Ed25519PublicKey, report: Report, check_lock: bool
-) -> dict[int, Entry]:
+    bucket: Bucket, keys: list[str], chain: KeyChain, report: Report, check_lock: bool
+) -> tuple[dict[int, Entry], Epochs]:
     checkpoints = {}
+    signers: dict[int, int] = {}
+    epochs = Epochs(chain)
     for key in keys:
         if (m := CHECKPOINT.search(key)) is None:
             continue
         text = (bucket.read(key) or b"").decode("utf-8", "replace")
-        name = next((line.split(" ")[1] for line in text.splitlines() if line.startswith(SIG_PREFIX)), "")
         try:
-            checkpoint = verify_checkpoint(text, {name: public_key})
+            checkpoint, signed_by = chain.open_checkpoint(text)
         except (NoteError, CheckpointError, IndexError) as exc:
             report.error(key, f"checkpoint signature or format invalid: {exc}")
             continue
         if checkpoint.size != int(m.group(1)):
             report.error(key, f"holds a checkpoint of size {checkpoint.size}")
         checkpoints[checkpoint.size] = (key, checkpoint)
+        signers[checkpoint.size] = signed_by
         report.checkpoints += 1
     entries: dict[int, Entry] = {}
     tree = MerkleAccumulator()
@@ -181,6 +183,8 @@ def _check_log(
                 if entry.seq != tree.size:
                     report.error(key, f"entry {tree.size} has sequence number {entry.seq} (dropped or reordered)")
                 entries[tree.size] = entry
+                if entry.type == ROTATION_EVENT:
+                    epochs.observe(tree.size, entry.type, entry.body, tree.root())
             tree.append(leaf_hash(raw))
             while pending and pending[0] == tree.size:
                 ck_key, checkpoint = checkpoints[pending.pop(0)]
@@ -191,13 +195,18 @@ def _check_log(
         report.error(checkpoints[size][0], f"signs {size} entries but the uploaded log holds only {tree.size}")
     if not checkpoints and tree.size:
         report.error(f"{len(segments)} log segments", "no signed checkpoint covers the uploaded log")
-    return entries
+    for where, problem in epochs.problems():
+        report.error(where, problem)
+    for size, signed_by in sorted(signers.items()):
+        if (problem := epochs.checkpoint_problem(size, signed_by)) is not None:
+            report.error(checkpoints[size][0], problem)
+    return entries, epochs
 
 
 def _check_receipts(
     bucket: Bucket,
     entries: dict[int, Entry],
-    public_key: Ed25519PublicKey,
+    epochs: Epochs,
     report: Report,
     check_lock: bool,
     policy: PolicyProfile | None,
@@ -227,7 +236,7 @@ def _check_receipts(
             report.error(key, f"altered: stored bytes hash to {stored[:16]}…, the receipt says {sha[:16]}…")
         if check_lock and not bucket.locked(key):
             report.error(key, "not under a COMPLIANCE lock")
-        index = _check_manifest(bucket, key, sha, ingests, public_key, report)
+        index = _check_manifest(bucket, key, sha, ingests, epochs, report)
         if policy is not None and index is not None:
             due = calendar.deadline(datetime.fromisoformat(ingests[index].wall), policy.upload_deadline)
             if datetime.fromisoformat(entry.wall) > due:
@@ -236,7 +245,7 @@ def _check_receipts(
 
 
 def _check_manifest(
-    bucket: Bucket, key: str, sha: str, ingests: dict[int, Entry], public_key: Ed25519PublicKey, report: Report
+    bucket: Bucket, key: str, sha: str, ingests: dict[int, Entry], epochs: Epochs, report: Report
 ) -> int | None:
     where = manifest_key(key)
     raw = bucket.read(where)
@@ -248,8 +257,9 @@ def _check_manifest(
         body: dict[str, Any] = json.loads(raw)
         if manifest.encode(body) != raw:
             raise manifest.ManifestError("not in canonical form (edited)")
-        manifest.verify(body, {manifest.key_id(public_key): public_key})
-    except (ValueError, manifest.ManifestError) as exc:
+        if (problem := epochs.manifest_problem(body, int(body["ingest"]["log_index"]))) is not None:
+            raise manifest.ManifestError(problem)
+    except (ValueError, KeyError, TypeError, manifest.ManifestError) as exc:
         report.error(where, str(exc))
         return None
     if body["file"]["sha256"] != sha:

@@ -28,6 +28,10 @@ class NoteError(ValueError):
     """A note, signature line or verifier key is malformed, or no known signature verifies."""
 
 
+class UnknownSigner(NoteError):
+    """Well-formed, but signed by none of the given keys (another key may still verify it)."""
+
+
 def _raw(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
@@ -126,7 +130,7 @@ def open_note(note: str, verifiers: Mapping[str, Ed25519PublicKey]) -> str:
             raise NoteError(f"invalid signature for key {name}+{kid.hex()}") from None
         verified = True
     if not verified:
-        raise NoteError("note has no signature from a known key")
+        raise UnknownSigner("note has no signature from a known key")
     return text
 
 

@@ -2,7 +2,9 @@
 
 Re-hashes every stored recording, checks every manifest's signature and its binding to the ingest entry
 in the log, recomputes the log's Merkle tree from the entries and checks every signed checkpoint against
-it, and checks that no camera was freed of a recording the station had not verified. Errors make the
+it, and checks that no camera was freed of a recording the station had not verified. Keys: the station's
+current key and its key history (keys/), each trusted only for the log entries it was in use for
+(appliance/evidence/keychain.py); a pinned ``--pubkey`` alone means one key and no rotation. Errors make the
 check fail; notices describe harmless crash artefacts (a torn last line, an ingest redone after a crash).
 """
 
@@ -20,9 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.eventlog import Entry, EventLogError
 from appliance.evidence import manifest
-from appliance.evidence.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
+from appliance.evidence.checkpoint import Checkpoint, CheckpointError
+from appliance.evidence.keychain import ROTATION_EVENT, Epochs, KeyChain
 from appliance.evidence.merkle import MerkleAccumulator, leaf_hash
-from appliance.evidence.note import SIG_PREFIX, NoteError
+from appliance.evidence.note import NoteError
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,20 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
-def verify_data_dir(data_dir: Path, public_key: Ed25519PublicKey | None = None) -> Report:
+def key_chain(public_key: Ed25519PublicKey | None, keys_dir: Path | None, default_keys: Path) -> KeyChain:
+    """A pinned key alone (no history), a keys directory (its history, and its current key unless one is
+    pinned), or by default the data directory's own keys."""
+    if public_key is not None and keys_dir is None:
+        return KeyChain([public_key])
+    return KeyChain.from_keys_dir(keys_dir or default_keys, current=public_key)
+
+
+def verify_data_dir(data_dir: Path, public_key: Ed25519PublicKey | None = None, keys_dir: Path | None = None) -> Report:
     report = Report()
-    if public_key is None:
-        public_key = load_public_key(data_dir / "keys" / "station-signing.pub.pem")
-    entries = _check_log(data_dir / "log", public_key, report)
+    chain = key_chain(public_key, keys_dir, data_dir / "keys")
+    entries, epochs = _check_log(data_dir / "log", chain, report)
     _check_objects(data_dir / "store", report)
-    _check_manifests(data_dir / "store", entries, public_key, report)
+    _check_manifests(data_dir / "store", entries, epochs, report)
     _check_frees(entries, report)
     return report
 
@@ -90,8 +100,10 @@ def _read_entries(path: Path, report: Report) -> Iterator[tuple[bytes, Entry | N
                 report.error(f"log entry at line {report.entries + 1}", str(exc))
 
 
-def _check_log(log_dir: Path, public_key: Ed25519PublicKey, report: Report) -> dict[int, Entry]:
-    notes = _load_checkpoints(log_dir / "checkpoints", public_key, report)
+def _check_log(log_dir: Path, chain: KeyChain, report: Report) -> tuple[dict[int, Entry], Epochs]:
+    signed = _load_checkpoints(log_dir / "checkpoints", chain, report)
+    notes = {size: checkpoint for size, (checkpoint, _, _) in signed.items()}
+    epochs = Epochs(chain)
     entries: dict[int, Entry] = {}
     tree = MerkleAccumulator()
     pending = sorted(notes)
@@ -101,6 +113,8 @@ def _check_log(log_dir: Path, public_key: Ed25519PublicKey, report: Report) -> d
             if entry.seq != position:
                 report.error(f"log entry {position}", f"has sequence number {entry.seq} (dropped or reordered)")
             entries[position] = entry
+            if entry.type == ROTATION_EVENT:
+                epochs.observe(position, entry.type, entry.body, tree.root())
         tree.append(leaf_hash(raw))
         while pending and pending[0] == tree.size:
             _compare(notes[pending.pop(0)], tree.root(), report)
@@ -112,18 +126,23 @@ def _check_log(log_dir: Path, public_key: Ed25519PublicKey, report: Report) -> d
         report.notice(
             f"log entries {covered}..{tree.size - 1}", "not yet covered by a signed checkpoint (signed on shutdown)"
         )
-    return entries
+    for where, problem in epochs.problems():
+        report.error(where, problem)
+    for size, (_, signed_by, name) in sorted(signed.items()):
+        if (problem := epochs.checkpoint_problem(size, signed_by)) is not None:
+            report.error(f"checkpoints/{name}", problem)
+    return entries, epochs
 
 
-def _load_checkpoints(folder: Path, public_key: Ed25519PublicKey, report: Report) -> dict[int, Checkpoint]:
-    notes: dict[int, Checkpoint] = {}
+def _load_checkpoints(folder: Path, chain: KeyChain, report: Report) -> dict[int, tuple[Checkpoint, int, str]]:
+    """Checkpoints by size, each with the position in the chain of the key that signed it."""
+    notes: dict[int, tuple[Checkpoint, int, str]] = {}
     if not folder.is_dir():
         return notes
     for path in sorted(folder.glob("*.note")):
         text = path.read_text(encoding="utf-8", errors="replace")
-        name = next((line.split(" ")[1] for line in text.splitlines() if line.startswith(SIG_PREFIX)), "")
         try:
-            checkpoint = verify_checkpoint(text, {name: public_key})
+            checkpoint, signed_by = chain.open_checkpoint(text)
         except (NoteError, CheckpointError, IndexError) as exc:
             report.error(f"checkpoints/{path.name}", f"signature or format invalid: {exc}")
             continue
@@ -131,7 +150,7 @@ def _load_checkpoints(folder: Path, public_key: Ed25519PublicKey, report: Report
             continue
         if path.name != f"{checkpoint.size:012d}.note":
             report.error(f"checkpoints/{path.name}", f"holds a checkpoint of size {checkpoint.size}")
-        notes[checkpoint.size] = checkpoint
+        notes[checkpoint.size] = (checkpoint, signed_by, path.name)
         report.checkpoints += 1
     return notes
 
@@ -159,8 +178,7 @@ def _check_objects(store: Path, report: Report) -> None:
             report.error(f"store/objects/{path.parent.name}/{path.name}", "content does not match its SHA-256")
 
 
-def _check_manifests(store: Path, entries: dict[int, Entry], public_key: Ed25519PublicKey, report: Report) -> None:
-    keys = {manifest.key_id(public_key): public_key}
+def _check_manifests(store: Path, entries: dict[int, Entry], epochs: Epochs, report: Report) -> None:
     deleted = _deleted_after_receipt(entries, report)
     with_manifest: set[int] = set()
     for path in sorted((store / "manifests").glob("*/*.json")):
@@ -171,8 +189,9 @@ def _check_manifests(store: Path, entries: dict[int, Entry], public_key: Ed25519
             body: dict[str, Any] = json.loads(raw)
             if manifest.encode(body) != raw:
                 raise manifest.ManifestError("not in canonical form (edited)")
-            manifest.verify(body, keys)
-        except (ValueError, manifest.ManifestError) as exc:
+            if (problem := epochs.manifest_problem(body, int(body["ingest"]["log_index"]))) is not None:
+                raise manifest.ManifestError(problem)
+        except (ValueError, KeyError, TypeError, manifest.ManifestError) as exc:
             report.error(where, str(exc))
             continue
         sha, index = body["file"]["sha256"], body["ingest"]["log_index"]
