@@ -24,6 +24,8 @@ from appliance.offload import RECORDINGS
 from appliance.station import Station, log_origin
 from provisioning.keys import NEXT_KEY, SIGNING_KEY, load_signing_key, recover_signing_key, rotate_signing_key
 from tests.conftest import add_account, register_cameras, signed_in, wait_until
+from tests.rgw import Rgw
+from tests.test_s3_upload import s3_config
 
 Ctx = tuple[StationConfig, Path, Ed25519PrivateKey, int]
 
@@ -219,3 +221,37 @@ def test_a_half_written_new_key_is_dropped(config: StationConfig) -> None:
     recover_signing_key(config.keys_dir)  # the history never named it: the rotation had not happened
     assert not (config.keys_dir / NEXT_KEY).exists()
     assert fingerprint(load_signing_key(config.keys_dir).public_key()) == before
+
+
+def test_audit_of_an_s3_upload_follows_the_key_history(
+    rgw: Rgw, tmp_path: Path, world, sim_server, start_station
+) -> None:
+    """Against the real RGW: segments and checkpoints from both keys, under COMPLIANCE lock."""
+    bucket = rgw.new_bucket()
+    config = s3_config(tmp_path, world, rgw, bucket)
+    world.create_camera("CAMROT3", fs_type="exfat", size_mib=40, clips=1)
+    world.create_camera("CAMROT4", fs_type="exfat", size_mib=40, clips=1)
+    register_cameras(config, "CAMROT3", "CAMROT4")
+    station = start_station(cfg=config)
+    sim_server.dock("CAMROT3", 1)
+    wait_until(lambda: len(stored(station, ("uploaded",))) == 1, 60, "first upload")
+    station.call(station.station.rotate_signing_key("test"))
+    sim_server.dock("CAMROT4", 2)
+    wait_until(lambda: len(stored(station, ("uploaded",))) == 2, 60, "second upload")
+    s3 = rgw.client()
+
+    def log_has_receipts() -> bool:
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix="test-station/log/entries/").get("Contents", [])
+        text = b"".join(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listing)
+        return text.count(b'"type":"upload_receipt"') == 2
+
+    wait_until(log_has_receipts, 30, "the log with both receipts in the bucket")
+    station.stop()
+    base = ["audit", f"s3://{bucket}/test-station", "--endpoint", rgw.endpoint]
+    base += ["--credentials", str(config.central.s3.credentials_file)]
+    result = CliRunner().invoke(main, [*base, "--keys", str(config.keys_dir)])
+    assert result.exit_code == 0, result.output
+    assert "2 recordings, 2 manifests" in result.output
+    (config.keys_dir / HISTORY_FILE).unlink()
+    result = CliRunner().invoke(main, [*base, "--keys", str(config.keys_dir)])
+    assert result.exit_code == 1 and "the key history holds 0 retired keys" in result.output
