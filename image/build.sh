@@ -50,8 +50,8 @@ packages=(
     linux-image-arm64 raspi-firmware
     # storage: camera file systems, growing the data partition, fsck
     e2fsprogs dosfstools exfatprogs util-linux cloud-guest-utils fdisk
-    # the station; ffprobe reads recordings' durations (gaps), Pango lays out the PDF reports (WeasyPrint)
-    python3 python3-venv ca-certificates iproute2 libusb-1.0-0 ffmpeg libpango-1.0-0 libpangoft2-1.0-0
+    # the station (tzdata: station.timezone and the work calendar); ffprobe reads recordings' durations (gaps), Pango lays out the PDF reports (WeasyPrint)
+    python3 python3-venv ca-certificates tzdata iproute2 libusb-1.0-0 ffmpeg libpango-1.0-0 libpangoft2-1.0-0
     # the kiosk
     cage chromium fonts-noto-cjk
 )

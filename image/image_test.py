@@ -65,6 +65,9 @@ ExecStart=/usr/local/sbin/recterm-imagetest
 OBSERVER_SCRIPT = r"""#!/bin/sh
 say() { echo "IMAGETEST $*"; }
 station=/var/lib/recterm
+# The station's own words from the start, so a station that never comes up says why on the console.
+journalctl -f -n 50 -u recterm-firstboot.service -u recterm.service -u "recterm-mount@*" -o cat \
+    | sed -u 's/^/IMAGETEST journal /' &
 for _ in $(seq 1 900); do systemctl is-active -q recterm.service && break; sleep 2; done
 pid=$(systemctl show -p MainPID --value recterm.service)
 say "boot $(journalctl --list-boots --no-pager -q | wc -l)"
@@ -79,7 +82,6 @@ runuser -u recterm -- /opt/recterm/bin/python -c '
 import weasyprint
 pdf = weasyprint.HTML(string="<p>执法记录仪采集站 report</p>").write_pdf()
 print("IMAGETEST pdf", len(pdf), "bytes", pdf[:5].decode())' 2>&1 | tail -n 1
-journalctl -f -n 0 -u recterm.service -u "recterm-mount@*" -o cat | sed -u 's/^/IMAGETEST journal /' &
 say "ready"
 for _ in $(seq 1 900); do [ -e /dev/recterm/bay1-disk ] && break; sleep 1; done
 say "devices $(ls -l /dev/recterm/ | tr '\n' ' ')"
@@ -315,6 +317,8 @@ class Guest:
             if self.qemu.poll() is not None:
                 raise SystemExit(f"QEMU exited ({self.qemu.returncode}); see {self.console}")
             if time.monotonic() > deadline:
+                for line in self.report()[-40:]:
+                    print(line)
                 raise SystemExit(f"station not healthy after {self.args.boot_timeout:g} s; see {self.console}")
             time.sleep(5)
         log(f"station healthy {time.monotonic() - self.started:.0f} s after power-on")
@@ -422,7 +426,7 @@ def main() -> None:
     parser.add_argument("image_dir", type=Path)
     parser.add_argument("--work", type=Path, default=Path("build/image-test"))
     parser.add_argument("--port", type=int, default=18080)
-    parser.add_argument("--boot-timeout", type=float, default=1800)
+    parser.add_argument("--boot-timeout", type=float, default=900)
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("image-test needs root (loop mounts of the image's partitions)")
