@@ -54,6 +54,7 @@ from provisioning.keys import load_signing_key, recover_signing_key, rotate_sign
 from provisioning.tls import TLS_CERT, TLS_KEY, rotate_tls_certificate
 
 log = logging.getLogger(__name__)
+SHUTDOWN_WAIT_S = 10.0  # for blocking calls of cancelled tasks to return before the last log entry
 
 
 class Lifecycle(StrEnum):
@@ -455,6 +456,10 @@ class Station:
             if self.badge is not None:
                 self.badge.close()
             self.indicators.close()
+            # A cancelled task's blocking call goes on in its worker thread (a health pass may still log):
+            # wait for those, so "shutdown" is the log's last entry. Bounded: a hung call must not hang us.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(loop.shutdown_default_executor(), timeout=SHUTDOWN_WAIT_S)
             self.events.append("shutdown", {"clean": self._failure is None})
             self.events.close()
             self.db.close()
