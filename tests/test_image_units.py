@@ -164,3 +164,20 @@ def test_arm64_lock_pins_every_runtime_dependency() -> None:
         name = canonicalize_name(requirement.name)
         assert name in pinned, f"{requirement.name} is not in image/requirements-arm64.lock"
         assert requirement.specifier.contains(pinned[name]), f"locked {name}=={pinned[name]} does not satisfy {spec}"
+
+
+def test_device_classes_the_station_may_open_have_their_drivers_loaded_at_boot() -> None:
+    """systemd resolves DeviceAllow=char-NAME/block-NAME through /proc/devices when the service starts; a
+    class whose module is not loaded yet is dropped and the first camera's port is refused (EPERM, found by
+    make image-test). Every modular class in the unit must be in modules-load.d (gpiochip, input: built in)."""
+    provides = {"sd": "sd_mod", "sg": "sg", "ttyACM": "cdc_acm", "ttyUSB": "usbserial"}
+    unit = (UNIT_DIR / "recterm.service").read_text()
+    classes = {
+        line.split("=", 1)[1].split()[0].split("-", 1)[1]
+        for line in unit.splitlines()
+        if line.startswith("DeviceAllow=")
+    }
+    conf = (ROOTFS / "etc/modules-load.d/recterm.conf").read_text().splitlines()
+    loaded = {line.strip() for line in conf if line.strip() and not line.startswith("#")}
+    assert classes - {"gpiochip", "input"} == set(provides)
+    assert {provides[c] for c in provides} <= loaded
