@@ -106,6 +106,8 @@ class BayService:
         self._last_publish: dict[int, float] = {}
         self._waiting: dict[int, tuple[DockedDevice, dict[str, Any], OffloadResult]] = {}
         self._space_waiting: dict[int, tuple[DockedDevice, dict[str, Any]]] = {}
+        # Bays whose camera was told to expose its storage (MSC) and has not yet: bay -> (camera, deadline).
+        self._storage_waiting: dict[int, tuple[dict[str, Any], float]] = {}
         self._free_lock = threading.Lock()
         self.free_after = free_after
         self._lock = threading.Lock()  # views are touched by worker threads and the loop
@@ -158,6 +160,8 @@ class BayService:
             for port, device in seen.items():
                 if port not in present:
                     await self._docked(device)
+                elif _storage_appeared(present[port], device):  # after MSC: the same camera, now with storage
+                    self._storage_shown(device)
                 elif present[port] != device:  # re-enumerated (reset, new control port)
                     await self._undocked(port, present[port])
                     await self._docked(device)
@@ -225,6 +229,22 @@ class BayService:
         loop = asyncio.get_running_loop()
         running.future = loop.run_in_executor(self._pool, self._process, bay, device, camera, running.cancel)
 
+    def _storage_shown(self, device: DockedDevice) -> None:
+        """The docked camera's storage appeared on the bus. Offload it now if the camera was identified and is
+        waiting for it; a run still identifying picks the new device up itself (``_process``)."""
+        bay = self.bay_by_port.get(device.port_path)
+        if bay is None or bay not in self._present:
+            return  # unmapped or unauthorised: nothing is processed there
+        camera = self._present[bay][1]
+        self._present[bay] = (device, camera)
+        waiting = self._storage_waiting.pop(bay, None)
+        if waiting is None:
+            return
+        running = _Running()
+        self._running[bay] = running
+        loop = asyncio.get_running_loop()
+        running.future = loop.run_in_executor(self._pool, self._process, bay, device, waiting[0], running.cancel, True)
+
     async def _undocked(self, port: str, device: DockedDevice) -> None:
         bay = self.bay_by_port.get(port)
         if bay is None:
@@ -233,6 +253,7 @@ class BayService:
         self._waiting.pop(bay, None)
         self._space_waiting.pop(bay, None)
         self._polled.pop(bay, None)
+        self._storage_waiting.pop(bay, None)
         self.cameras.undocked(bay)
         self.alarms.clear(f"unauthorised:{bay}")
         self.alarms.clear(f"serial_mismatch:{bay}")
@@ -260,9 +281,30 @@ class BayService:
             await _call_listener(listener, bay, present[1]["serial"] if present else None)
 
     # -- the work for one docked camera (worker thread)
-    def _process(self, bay: int, device: DockedDevice, camera: dict[str, Any], cancel: threading.Event) -> None:
+    def _process(
+        self,
+        bay: int,
+        device: DockedDevice,
+        camera: dict[str, Any],
+        cancel: threading.Event,
+        identified: bool = False,
+    ) -> None:
         try:
-            camera = self._identify(bay, device, camera)
+            if not identified:
+                camera = self._identify(bay, device, camera)
+                device = self._present.get(bay, (device, camera))[0]  # its storage may have shown meanwhile
+            if device.block_device is None:
+                # Cameras expose their storage only after MSC, and it enumerates a moment later: the scan sees
+                # the camera change and docks it again with its storage. Only a camera that never shows it
+                # within devices.storage_timeout_s is an error (housekeeping).
+                deadline = time.monotonic() + self.config.devices.storage_timeout_s
+                self._storage_waiting[bay] = (camera, deadline)
+                self._update(bay, message="bay.waiting_storage", detail="")
+                latest = self._present.get(bay, (device, camera))[0]
+                if latest.block_device is None or self._storage_waiting.pop(bay, None) is None:
+                    return  # the scan's _storage_shown takes it from here (it won the race if pop gave None)
+                device = latest  # it showed while we were setting up the wait
+            self._storage_waiting.pop(bay, None)
             self._check_room(bay, device, camera)
             result = self._offload(bay, device, camera, cancel)
             if result.missing:
@@ -431,6 +473,10 @@ class BayService:
                 self._running[bay] = running
                 self._update(bay, state="identifying", message="bay.identifying", detail="")
                 running.future = loop.run_in_executor(self._pool, self._process, bay, device, camera, running.cancel)
+            for bay, (camera, deadline) in list(self._storage_waiting.items()):
+                if time.monotonic() > deadline and self._storage_waiting.pop(bay, None) is not None:
+                    seconds = self.config.devices.storage_timeout_s
+                    self._fail(bay, camera, "bay.error.storage", VolumeError(f"no storage {seconds:g} s after MSC"))
             await loop.run_in_executor(None, self.try_free_waiting)
             await loop.run_in_executor(None, self.poll_batteries)
             with contextlib.suppress(TimeoutError):
@@ -552,6 +598,16 @@ async def _call_listener(listener: Callable[..., Awaitable[None]], *args: Any) -
         await listener(*args)
     except Exception:  # a listener's bug must not stop the bays
         log.exception("bay listener %r failed", listener)
+
+
+def _storage_appeared(before: DockedDevice, after: DockedDevice) -> bool:
+    """The same camera on the same port, control port unchanged, whose storage was absent and now is there."""
+    return (
+        before.usb == after.usb
+        and before.control_port == after.control_port
+        and before.block_device is None
+        and after.block_device is not None
+    )
 
 
 def _rows_for(db: TinyDB, serial: str, paths: list[str]) -> list[dict[str, Any]]:

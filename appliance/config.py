@@ -108,6 +108,8 @@ class DevicesSection(_Section):
     sim_world: Path | None = None
     poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.5
     control_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    # After MSC, how long a camera may take to show its storage on the bus before the bay reports an error.
+    storage_timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
     battery_poll_s: Annotated[float, Field(gt=0, le=3600)] = 60.0  # idle docked cameras: battery read this often
     dock_board: DockBoardSection = DockBoardSection()
     gpio: GpioSection = GpioSection()

@@ -47,6 +47,7 @@ from devices.sim.world import SimWorld  # noqa: E402
 
 SERIAL = "IMGCAM1"
 CLIPS = 4
+EXTRA_DISK_GIB = 4
 CLIP_SECONDS = 600  # about 33 MB each: long enough to cut the power in the middle of one
 OBSERVER_UNIT = """\
 [Unit]
@@ -74,6 +75,7 @@ say "boot $(journalctl --list-boots --no-pager -q | wc -l)"
 say "station-user $(ps -o user= -p "$pid") pid $pid"
 say "security $(systemd-analyze security recterm.service --no-pager 2>&1 | tail -n 1)"
 say "firstboot $(systemctl is-active recterm-firstboot.service) keys $(ls $station/keys | tr '\n' ' ')"
+say "data-size $(df -B1M --output=size /data | tail -n 1) MiB"
 for m in / /data /var/lib/recterm /var/log/journal /boot/firmware /tmp; do
     say "mount $(findmnt -n -o TARGET,SOURCE,FSTYPE,OPTIONS -M "$m")"
 done
@@ -163,6 +165,10 @@ def prepare(image_dir: Path, work: Path) -> Path:
     disk = work / "disk.img"
     log(f"sparse copy of {image_dir / 'disk.img'}")
     subprocess.run(["cp", "--sparse=always", str(image_dir / "disk.img"), str(disk)], check=True)
+    # A station's SSD is larger than the image: first boot grows the data partition over the rest (the
+    # store keeps a 2 GiB reserve, so the 512 MiB partition of the image alone would refuse every offload).
+    with disk.open("r+b") as fh:
+        fh.truncate(disk.stat().st_size + EXTRA_DISK_GIB * 2**30)
     parts = partitions(disk)
     with mounted(disk, parts["rootA"], work / "mnt-root") as root:
         uid, gid = station_ids(root)

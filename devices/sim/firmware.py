@@ -90,7 +90,10 @@ class CameraFirmware:
         self.world.save(camera)
 
     def _cmd_msc(self, camera: SimCamera, arg: object) -> None:
-        return None  # the simulated camera is always exposing its storage while docked
+        # Most simulated cameras expose their storage from the moment they dock; one that waits for MSC shows
+        # it now (unless its fault is that it never does).
+        if camera.storage_after_msc and camera.fault != "no_storage":
+            self.world.expose_storage(camera.serial)
 
     def _cmd_res(self, camera: SimCamera, arg: object) -> str:
         return camera.resolution

@@ -109,7 +109,7 @@ class SimServer:
             {
                 "port_path": port,
                 "usb": {"vid": camera.usb_vid, "pid": camera.usb_pid, "serial": serial},
-                "block_device": str(self.world.image_path(serial)),
+                "block_device": None if camera.storage_after_msc else str(self.world.image_path(serial)),
                 "control_port": endpoint.slave_path,
             },
             mode=0o644,

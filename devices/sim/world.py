@@ -46,7 +46,10 @@ class SimCamera:
     usb_pid: int = 0x0C01
     officer: dict[str, str] | None = None
     next_index: int = 1
-    fault: str | None = None  # None, "mute" (stops answering) or "garbage" (answers nonsense)
+    # None, "mute" (stops answering), "garbage" (answers nonsense) or "no_storage" (acknowledges MSC but its
+    # storage never shows)
+    fault: str | None = None
+    storage_after_msc: bool = False  # storage shows on the bus only after MSC, as on many real cameras
     clock_stuck: bool = False  # a dead RTC: CLOCK_SET is acknowledged but the clock keeps its drift
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -176,6 +179,15 @@ class SimWorld:
         else:
             docked[bay] = serial
         atomic_write_json(self.root / "docked.json", {str(k): v for k, v in sorted(docked.items())})
+
+    def expose_storage(self, serial: str) -> None:
+        """The docked camera's storage enumerates: its bay's USB record gains the block device."""
+        for bay, docked in self.docked().items():
+            record = self.usb_dir / f"{self.wiring()[bay]}.json"
+            if docked == serial and record.exists():
+                data = read_json(record, {})
+                data["block_device"] = str(self.image_path(serial))
+                atomic_write_json(record, data, mode=0o644)
 
     def clear_usb(self) -> None:
         if self.usb_dir.exists():
