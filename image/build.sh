@@ -13,7 +13,7 @@ set -euo pipefail
 
 here=$(dirname "$(readlink -f "$0")")
 repo=$(dirname "$here")
-out=$(readlink -f "${1:-$repo/build/image}")
+out=$(realpath -m "${1:-$repo/build/image}")  # -m: on a fresh clone build/ does not exist yet
 mirror=${MIRROR:-http://deb.debian.org/debian}
 security_mirror=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 update_key=${UPDATE_KEY_PUB:-$repo/var/keys/dev-update.pub.pem}

@@ -136,3 +136,16 @@ def test_control_port_alone_is_enough(tree_copy: Path, monkeypatch: pytest.Monke
 def test_no_sysfs_means_nothing_docked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     use_tree(monkeypatch, tmp_path)
     assert scan_sysfs(BAYS) == {}
+
+
+def test_a_disk_whose_capacity_is_not_read_yet_is_not_storage_yet(
+    tree_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel adds the disk node before it knows its size (found under QEMU: the station probed a 0-byte
+    /dev/sda and called it blank). Until the size is there, the camera is docked with its control port only."""
+    prefix = use_tree(monkeypatch, tree_copy)
+    size = tree_copy / "sys" / "class" / "block" / "sdb" / "size"
+    size.write_text("0\n")
+    assert scan_sysfs(BAYS)["1-1.3"].block_device is None
+    size.write_text("262144\n")
+    assert scan_sysfs(BAYS)["1-1.3"] == expected(prefix)["1-1.3"]

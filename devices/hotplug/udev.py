@@ -52,6 +52,8 @@ def _storage_nodes() -> dict[str, Path]:
         port = usb_port_of(node)
         if port is None:
             continue
+        if _read(node / "size") in ("", "0"):
+            continue  # the disk node comes before the kernel has read its capacity: not ready to read yet
         partitions = sorted(p.name for p in node.iterdir() if (p / "partition").exists()) if node.is_dir() else []
         found[port] = paths.dev(partitions[0] if partitions else node.name)
     return found
