@@ -468,9 +468,10 @@ def main() -> None:
         guest.wait_healthy()
         guest.wait_for(r"^IMAGETEST ready", 900)
         log("docking the camera again")
+        docked = time.monotonic()
         dock_camera(guest.qmp, camera, firmware.path)
         guest.wait_for(rf"^IMAGETEST progress mounted=no objects={len(expected)} partial=0", 1800)
-        log(f"offload complete {time.monotonic() - started:.0f} s after the start")
+        log(f"offload resumed and complete {time.monotonic() - docked:.0f} s after docking again")
         deadline = time.monotonic() + 300
         while camera_files(camera) and time.monotonic() < deadline:
             time.sleep(3)
