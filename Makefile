@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # cluster with radosgw (scripts/ceph-rgw.sh) as the real S3 server with Object Lock, curl for its readiness check,
 # iproute2 (with util-linux unshare): the zeroconf test builds its own network namespace; shellcheck for the
 # image's scripts; Pango for the PDF reports (WeasyPrint) and poppler-utils (pdftoppm) to check a PDF renders.
-DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux ffmpeg chromium fonts-noto-cjk \
+DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux fdisk ffmpeg chromium fonts-noto-cjk \
 	ceph-mon ceph-osd radosgw curl iproute2 shellcheck libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
 
 .PHONY: demo test lint deps venv clean image image-deps image-test bundle

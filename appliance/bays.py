@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -35,7 +36,7 @@ from devices.dock.protocol import ChannelStatus
 from devices.gpio.base import BayIndicators
 from devices.gpio.disabled import DisabledBayIndicators
 from devices.hotplug import DeviceScanner, DockedDevice
-from devices.volumes import VolumeError, open_volume
+from devices.volumes import PartitionsPending, VolumeError, open_volume
 from devices.volumes.helper import unmount_via_helper
 from devices.volumes.mounting import cleanup_stale_mounts
 
@@ -294,19 +295,20 @@ class BayService:
                 camera = self._identify(bay, device, camera)
                 device = self._present.get(bay, (device, camera))[0]  # its storage may have shown meanwhile
             if device.block_device is None:
-                # Cameras expose their storage only after MSC, and it enumerates a moment later: the scan sees
-                # the camera change and docks it again with its storage. Only a camera that never shows it
-                # within devices.storage_timeout_s is an error (housekeeping).
-                deadline = time.monotonic() + self.config.devices.storage_timeout_s
-                self._storage_waiting[bay] = (camera, deadline)
-                self._update(bay, message="bay.waiting_storage", detail="")
-                latest = self._present.get(bay, (device, camera))[0]
-                if latest.block_device is None or self._storage_waiting.pop(bay, None) is None:
-                    return  # the scan's _storage_shown takes it from here (it won the race if pop gave None)
-                device = latest  # it showed while we were setting up the wait
+                shown = self._await_storage(bay, device, camera)
+                if shown is None:
+                    return  # the scan's _storage_shown takes it from here
+                device = shown
             self._storage_waiting.pop(bay, None)
             self._check_room(bay, device, camera)
-            result = self._offload(bay, device, camera, cancel)
+            try:
+                result = self._offload(bay, device, camera, cancel)
+            except PartitionsPending as exc:
+                log.info("bay %s: %s; waiting for the kernel to list them", bay, exc)
+                shown = self._await_storage(bay, device, camera)
+                if shown is None:
+                    return
+                result = self._offload(bay, shown, camera, cancel)
             if result.missing:
                 raise StoreError(f"{len(result.missing)} recordings have no verified copy: {result.missing[:5]}")
             self._waiting[bay] = (device, camera, result)
@@ -328,6 +330,20 @@ class BayService:
         except Exception as exc:  # a bug: keep the station up for the other bays, but make it loud
             log.exception("bay %s: unexpected failure", bay)
             self._fail(bay, camera, "bay.error.internal", exc)
+
+    def _await_storage(self, bay: int, device: DockedDevice, camera: dict[str, Any]) -> DockedDevice | None:
+        """Wait for the camera's storage to show on the bus: cameras expose it only after MSC and it enumerates
+        a moment later, and a partitioned disk is seen a moment before its partitions. The device to offload
+        if it showed meanwhile; else None, and the scan's ``_storage_shown`` starts the offload once it does
+        (it won the race if the pop below finds nothing). Only a camera that never shows it within
+        devices.storage_timeout_s is an error (housekeeping)."""
+        deadline = time.monotonic() + self.config.devices.storage_timeout_s
+        self._storage_waiting[bay] = (camera, deadline)
+        self._update(bay, state="identifying", message="bay.waiting_storage", detail="", progress=None)
+        latest = self._present.get(bay, (device, camera))[0]
+        if latest.block_device in (None, device.block_device) or self._storage_waiting.pop(bay, None) is None:
+            return None
+        return latest
 
     def _fail(self, bay: int, camera: dict[str, Any], message: str, exc: Exception) -> None:
         log.error("bay %s (%s): %s", bay, camera["serial"], exc)
@@ -601,13 +617,13 @@ async def _call_listener(listener: Callable[..., Awaitable[None]], *args: Any) -
 
 
 def _storage_appeared(before: DockedDevice, after: DockedDevice) -> bool:
-    """The same camera on the same port, control port unchanged, whose storage was absent and now is there."""
-    return (
-        before.usb == after.usb
-        and before.control_port == after.control_port
-        and before.block_device is None
-        and after.block_device is not None
-    )
+    """The same camera on the same port, control port unchanged, whose storage was absent and now is there,
+    or whose whole disk now shows its partition (sda -> sda1, mmcblk0 -> mmcblk0p1)."""
+    if before.usb != after.usb or before.control_port != after.control_port or after.block_device is None:
+        return False
+    if before.block_device is None:
+        return True
+    return re.fullmatch(re.escape(str(before.block_device)) + r"p?\d+", str(after.block_device)) is not None
 
 
 def _rows_for(db: TinyDB, serial: str, paths: list[str]) -> list[dict[str, Any]]:

@@ -122,7 +122,7 @@ class SimServer:
     def _detach(self, bay: int) -> None:
         port = self.world.wiring()[bay]
         # The device vanishes from the bus first, then its port hangs up: the order of a real unplug.
-        with contextlib.suppress(FileNotFoundError):
+        with self.world.state_lock, contextlib.suppress(FileNotFoundError):  # not while storage is being shown
             (self.world.usb_dir / f"{port}.json").unlink()
         endpoint = self._live.pop(bay, None)
         if endpoint is not None:

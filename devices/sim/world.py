@@ -12,8 +12,10 @@ Layout under the world root::
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
+import subprocess
 import threading
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
@@ -51,6 +53,9 @@ class SimCamera:
     fault: str | None = None
     storage_after_msc: bool = False  # storage shows on the bus only after MSC, as on many real cameras
     clock_stuck: bool = False  # a dead RTC: CLOCK_SET is acknowledged but the clock keeps its drift
+    # A partitioned disk the scan catches before the kernel has listed its partition: its storage shows first
+    # as a whole disk holding only a partition table, and this many seconds later as that disk's partition.
+    partitions_after_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -181,12 +186,36 @@ class SimWorld:
         atomic_write_json(self.root / "docked.json", {str(k): v for k, v in sorted(docked.items())})
 
     def expose_storage(self, serial: str) -> None:
-        """The docked camera's storage enumerates: its bay's USB record gains the block device."""
-        for bay, docked in self.docked().items():
-            record = self.usb_dir / f"{self.wiring()[bay]}.json"
-            if docked == serial and record.exists():
-                data = read_json(record, {})
-                data["block_device"] = str(self.image_path(serial))
+        """The docked camera's storage enumerates: its bay's USB record gains the block device (for a camera
+        with ``partitions_after_s``: first the bare partitioned disk, then its partition)."""
+        delay = self.load(serial).partitions_after_s
+        if delay is None:
+            self._show_block_device(serial, self.image_path(serial))
+            return
+        disk, partition = self.camera_dir(serial) / "sda", self.camera_dir(serial) / "sda1"
+        if not disk.exists():  # a disk of just a DOS partition table (sfdisk, util-linux), made whole or not at all
+            temp = disk.with_name("sda.tmp")
+            temp.write_bytes(b"")
+            os.truncate(temp, 8 << 20)
+            subprocess.run(["sfdisk", "--quiet", str(temp)], input="start=2048, type=c\n", text=True, check=True)
+            temp.replace(disk)
+        with contextlib.suppress(FileExistsError):
+            partition.symlink_to(self.image_path(serial))
+        self._show_block_device(serial, disk)
+        timer = threading.Timer(delay, self._show_block_device, (serial, partition, disk))
+        timer.daemon = True
+        timer.start()
+
+    def _show_block_device(self, serial: str, device: Path, replaces: Path | None = None) -> None:
+        with self.state_lock:  # the simulator's unplug takes it too: a record is never written back after it
+            for bay, docked in self.docked().items():
+                record = self.usb_dir / f"{self.wiring()[bay]}.json"
+                data = read_json(record, {}) if docked == serial else {}
+                if "port_path" not in data:
+                    continue
+                if replaces is not None and data.get("block_device") != str(replaces):
+                    continue  # undocked and docked again meanwhile: that dock shows its own storage
+                data["block_device"] = str(device)
                 atomic_write_json(record, data, mode=0o644)
 
     def clear_usb(self) -> None:

@@ -10,6 +10,11 @@ from devices.volumes.base import VolumeError
 SUPPORTED = ("vfat", "exfat")
 
 
+class PartitionsPending(VolumeError):
+    """A whole disk that holds a partition table: its partitions are the storage. Seen when a scan catches
+    the disk in the moment before the kernel has listed them; they show a moment later."""
+
+
 def probe_fs_type(device: Path) -> str:
     """Return "vfat" or "exfat"; VolumeError with a clear reason for anything else."""
     try:
@@ -30,6 +35,8 @@ def probe_fs_type(device: Path) -> str:
         raise VolumeError(f"{device}: cannot probe filesystem: {proc.stderr.strip() or proc.returncode}")
     fields = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
     fs_type = fields.get("TYPE", "")
+    if not fs_type and fields.get("PTTYPE"):
+        raise PartitionsPending(f"{device}: a partitioned disk ({fields['PTTYPE']}); its partitions hold the storage")
     if fs_type not in SUPPORTED:
         raise VolumeError(f"{device}: filesystem {fs_type or 'unknown'!s} is not FAT32 or exFAT")
     return fs_type
