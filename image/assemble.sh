@@ -50,7 +50,8 @@ tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owne
 
 log "file system images"
 find "$staging" "$rootfs" -xdev -newermt "@$SOURCE_DATE_EPOCH" -exec touch --no-dereference -d "@$SOURCE_DATE_EPOCH" {} +
-mkfs.vfat -F 32 -n BOOT -i "$(printf '%08x' "$SOURCE_DATE_EPOCH")" -C "$out/boot.img" $((BOOT_MB * 1024)) >/dev/null
+# --invariant: the label entry mkfs.vfat writes would carry the time of the build
+mkfs.vfat -F 32 --invariant -n BOOT -i "$(printf '%08x' "$SOURCE_DATE_EPOCH")" -C "$out/boot.img" $((BOOT_MB * 1024)) >/dev/null
 (cd "$staging" && mcopy -s -p -m -i "$out/boot.img" ./* ::/)
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -L rootfs -U "$(uuid_for root)" \
     -E "hash_seed=$(uuid_for root-hash),root_owner=0:0" -T default -O ^has_journal,metadata_csum \

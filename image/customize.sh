@@ -11,7 +11,9 @@ here=$(dirname "$(readlink -f "$0")")
 in_root() { chroot "$root" "$@"; }
 
 echo "customize: overlay (units, udev, fstab, journald, scripts, kiosk page)"
-tar -C "$here/rootfs" --owner=0 --group=0 --numeric-owner -cf - . | tar -C "$root" -xf - --no-same-owner
+# Every file and folder of the overlay dated SOURCE_DATE_EPOCH: a checkout's own file times differ per clone.
+tar -C "$here/rootfs" --owner=0 --group=0 --numeric-owner --mtime="@${SOURCE_DATE_EPOCH:?}" -cf - . \
+    | tar -C "$root" -xf - --no-same-owner
 mkdir -p "$root/data" "$root/var/lib/recterm" "$root/boot/firmware"
 rm -rf "$root/etc/recterm"
 ln -s /data/config "$root/etc/recterm"

@@ -411,6 +411,14 @@ def check_data_partition(disk: Path, work: Path, expected: dict[str, str], pytho
                 with stored.open("rb") as fh:
                     if hashlib.file_digest(fh, "sha256").hexdigest() != sha256:
                         failures.append(f"{path}: the stored copy does not hash to {sha256}")
+        # Logged: one ingest entry per recording (a copy cut by the power is never logged), then the freeing.
+        entries = [json.loads(line) for line in (station / "log" / "entries.jsonl").read_text().splitlines()]
+        ingests = [e["body"] for e in entries if e["type"] == "ingest" and e["body"]["camera"] == SERIAL]
+        logged = sorted((e["camera_path"], e["sha256"]) for e in ingests)
+        if logged != sorted(expected.items()):
+            failures.append(f"the log's ingest entries {logged} are not the camera's recordings, once each")
+        if not any(e["type"] == "camera_freed" and e["body"].get("camera") == SERIAL for e in entries):
+            failures.append("no camera_freed entry in the log")
         leftovers = list((station / "store" / "tmp").iterdir())
         if leftovers:
             failures.append(f"partial copies left in the store: {[p.name for p in leftovers]}")
