@@ -404,7 +404,7 @@ def check_data_partition(disk: Path, work: Path, expected: dict[str, str], pytho
             row = mine[0]
             if row["sha256"] != sha256 or row["status"] not in ("verified", "uploaded"):
                 failures.append(f"{path}: state says {row['status']} {row['sha256']}, camera had {sha256}")
-            stored = station / "store" / "objects" / sha256[:2] / sha256
+            stored = station / "store" / "objects" / "sha256" / sha256[:2] / sha256  # appliance/store.py
             if not stored.is_file():
                 failures.append(f"{path}: no stored object {stored.name}")
             else:

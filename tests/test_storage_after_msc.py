@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ from appliance import faults
 from appliance.bays import _storage_appeared
 from appliance.config import load_config
 from devices.hotplug.base import DockedDevice, UsbIds
-from devices.volumes import PartitionsPending, VolumeError
+from devices.volumes import PartitionsPending, VolumeError, detect
 from devices.volumes.detect import probe_fs_type
 from tests.conftest import register_cameras, wait_until, write_config
 
@@ -112,3 +115,21 @@ def test_storage_appeared_only_for_new_storage_or_its_partition(before, after, a
     assert _storage_appeared(device(before), device(after)) is appeared
     reset = DockedDevice("1-1.1", ids, device(after).block_device, "/dev/ttyACM1")  # a new control port
     assert _storage_appeared(device(before), reset) is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to probe as another user")
+def test_a_device_the_station_cannot_open_is_not_called_blank(request, monkeypatch) -> None:
+    """blkid answers 2 both for "no filesystem" and for "cannot open": the error must say which. The real
+    blkid runs as an unprivileged user on a device only root may read."""
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own folders are root's alone: blkid could not stat
+    disk = folder / "sda"
+    with disk.open("wb") as f:
+        f.truncate(8 << 20)
+    disk.chmod(0o600)
+    folder.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(folder))
+    run = subprocess.run
+    monkeypatch.setattr(detect.subprocess, "run", lambda *args, **kwargs: run(*args, user="nobody", **kwargs))
+    with pytest.raises(VolumeError, match="Permission denied") as error:
+        probe_fs_type(disk)
+    assert "no recognisable filesystem" not in str(error.value)

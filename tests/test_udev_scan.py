@@ -149,3 +149,27 @@ def test_a_disk_whose_capacity_is_not_read_yet_is_not_storage_yet(
     assert scan_sysfs(BAYS)["1-1.3"].block_device is None
     size.write_text("262144\n")
     assert scan_sysfs(BAYS)["1-1.3"] == expected(prefix)["1-1.3"]
+
+
+def test_a_device_is_the_stations_only_once_udev_is_done_with_it(
+    tree_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With udev running, a node counts only once udev's database has it: before that it is still root:disk
+    (found under QEMU: the station probed /dev/sda too early, blkid could not open it)."""
+    prefix = use_tree(monkeypatch, tree_copy)
+    data = tree_copy / "run" / "udev" / "data"
+    data.mkdir(parents=True)
+    (tree_copy / "run" / "udev" / "control").touch()
+    assert scan_sysfs(BAYS) == {}  # nothing udev has finished with yet
+    sdb = (tree_copy / "sys" / "class" / "block" / "sdb" / "dev").read_text().strip()
+    (data / f"b{sdb}").touch()
+    assert scan_sysfs(BAYS)["1-1.3"].block_device == prefix / "dev" / "sdb"
+    assert scan_sysfs(BAYS)["1-1.3"].control_port is None
+    acm = (tree_copy / "sys" / "class" / "tty" / "ttyACM0" / "dev").read_text().strip()
+    (data / f"c{acm}").touch()
+    assert scan_sysfs(BAYS)["1-1.3"] == expected(prefix)["1-1.3"]
+    # A partitioned disk: it is the partition udev must be done with.
+    assert "1-1.2" not in scan_sysfs(BAYS)
+    sda1 = (tree_copy / "sys" / "class" / "block" / "sda1" / "dev").read_text().strip()
+    (data / f"b{sda1}").touch()
+    assert scan_sysfs(BAYS)["1-1.2"] == expected(prefix)["1-1.2"]

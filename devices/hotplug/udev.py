@@ -40,6 +40,17 @@ def usb_port_of(sys_device: Path) -> str | None:
     return None
 
 
+def _udev_done(node: Path, kind: str) -> bool:
+    """udev has finished with the device behind sysfs ``node`` (``kind`` "b" block, "c" char): its database
+    entry exists, so the group that lets the station open it and the /dev/recterm names are in place. Found
+    under QEMU: the station probed /dev/sda while it was still root:disk and blkid's "permission denied"
+    read as "no filesystem". Where no udev runs (a container, the fake tree) there is nothing to wait for."""
+    if not paths.run("udev", "control").exists():
+        return True
+    number = _read(node / "dev")
+    return bool(number) and paths.run("udev", "data", f"{kind}{number}").exists()
+
+
 def _storage_nodes() -> dict[str, Path]:
     """USB port path -> the block node holding the camera's filesystem (first partition, or whole disk)."""
     found: dict[str, Path] = {}
@@ -55,7 +66,10 @@ def _storage_nodes() -> dict[str, Path]:
         if _read(node / "size") in ("", "0"):
             continue  # the disk node comes before the kernel has read its capacity: not ready to read yet
         partitions = sorted(p.name for p in node.iterdir() if (p / "partition").exists()) if node.is_dir() else []
-        found[port] = paths.dev(partitions[0] if partitions else node.name)
+        storage = node / partitions[0] if partitions else node
+        if not _udev_done(storage, "b"):
+            continue  # not the station's to open yet
+        found[port] = paths.dev(storage.name)
     return found
 
 
@@ -68,7 +82,7 @@ def _control_ports() -> dict[str, str]:
         if not node.name.startswith(("ttyACM", "ttyUSB")):
             continue
         port = usb_port_of(node / "device") if (node / "device").exists() else None
-        if port is not None:
+        if port is not None and _udev_done(node, "c"):
             found.setdefault(port, str(paths.dev(node.name)))
     return found
 
