@@ -339,6 +339,7 @@ class Guest:
             for line in self.report():
                 if found := re.search(pattern, line):
                     return found
+                check_no_bay_error(line)
             if self.qemu.poll() is not None:
                 raise SystemExit(f"QEMU exited ({self.qemu.returncode}) before {pattern!r} appeared")
             time.sleep(0.5)
@@ -369,11 +370,19 @@ def progress(line_match: re.Match[str]) -> tuple[str, int, int]:
 PROGRESS = r"^IMAGETEST progress mounted=(\S+) objects=(\d+) partial=(\d+)"
 
 
+def check_no_bay_error(line: str) -> None:
+    """Stop at once when the station gives up on the camera (appliance/bays.py logs "bay N (SERIAL): why"):
+    waiting out the timeouts would only hide the reason."""
+    if re.match(r"IMAGETEST journal appliance\.bays: bay \d+ \(", line):
+        raise SystemExit(f"the station failed the camera: {line}")
+
+
 def cut_mid_offload(guest: Guest, total: int, timeout: float) -> int:
     """Kill QEMU once a recording is verified and the next one is half copied; the count verified then."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for line in guest.report():
+            check_no_bay_error(line)
             found = re.search(PROGRESS, line)
             if not found:
                 continue
