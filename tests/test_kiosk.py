@@ -342,6 +342,7 @@ def test_admin_page_shows_ratio_open_cameras_and_ledger(
     expected = t["admin.ratio_line"].format(officers=3, cameras=1, ratio=3, standard=2, cite="003 Art. 15")
     assert ratio.inner_text().startswith(expected)
     assert t["admin.ratio_short"].format(shortfall=1) in ratio.inner_text()
+    page.wait_for_selector("#ledger td:has-text('CAMADM1')")  # the ledger loads on its own, after #open
     assert page.locator("#ledger td:has-text('CAMADM1')").count() == 1
     page.fill("input[name=since]", "2000-01-01")
     page.fill("input[name=until]", "2000-01-02")

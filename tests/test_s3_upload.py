@@ -96,7 +96,9 @@ def test_store_down_for_a_while_loses_nothing_and_everything_arrives(
         body = s3.get_object(Bucket=bucket, Key=row["archive_key"])["Body"].read()
         assert hashlib.sha256(body).hexdigest() == row["sha256"]
         assert station.station.store.object_path(row["sha256"]).is_file()
-    assert uploader.breaker.failures == 0
+    # The pass that uploaded the last recording may still have met the store restarting on the log upload:
+    # the breaker closes with the next clean pass.
+    wait_until(lambda: uploader.breaker.failures == 0, 60, "the breaker closed again")
 
 
 def test_recordings_near_their_deadline_raise_the_alarm_until_they_arrive(
