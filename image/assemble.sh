@@ -53,9 +53,28 @@ find "$staging" "$rootfs" -xdev -newermt "@$SOURCE_DATE_EPOCH" -exec touch --no-
 # --invariant: the label entry mkfs.vfat writes would carry the time of the build
 mkfs.vfat -F 32 --invariant -n BOOT -i "$(printf '%08x' "$SOURCE_DATE_EPOCH")" -C "$out/boot.img" $((BOOT_MB * 1024)) >/dev/null
 (cd "$staging" && mcopy -s -p -m -i "$out/boot.img" ./* ::/)
+# mke2fs -d copies each file's ctime and atime from the tree, and those are the time of this build (touch
+# sets ctime to now); debugfs sets both to SOURCE_DATE_EPOCH on every inode in use (e2fsprogs 1.47.1 and later
+# clamp them themselves). The inode numbers come from a read-only mount of the new file system.
+pin_inode_times() {  # IMAGE
+    local mnt commands
+    mnt=$(mktemp -d)
+    commands=$(mktemp)
+    mount -o ro,noload,loop "$1" "$mnt"
+    find "$mnt" -xdev -printf '%i\n' | sort -un \
+        | awk -v t="@$SOURCE_DATE_EPOCH" '{ print "sif <" $1 "> ctime " t; print "sif <" $1 "> atime " t }' >"$commands"
+    umount "$mnt"
+    rmdir "$mnt"
+    local errors  # debugfs exits 0 whatever its commands did: its complaints (past the banner) are the errors
+    errors=$(E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$commands" "$1" 2>&1 >/dev/null \
+        | grep -v '^debugfs [0-9]' || true)
+    rm "$commands"
+    [ -z "$errors" ] || { echo "assemble: debugfs on $1: $errors" >&2; exit 1; }
+}
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -L rootfs -U "$(uuid_for root)" \
     -E "hash_seed=$(uuid_for root-hash),root_owner=0:0" -T default -O ^has_journal,metadata_csum \
     -d "$rootfs" "$out/root.img" "${SLOT_MB}M"
+pin_inode_times "$out/root.img"
 skeleton=$out/data-skeleton
 recterm_ids=$(awk -F: '$1 == "recterm" { print $3 ":" $4 }' "$rootfs/etc/passwd")
 mkdir -p "$skeleton"/{config,journal,systemd,recterm}
@@ -67,6 +86,7 @@ chown "0:$(awk -F: '$1 == "systemd-journal" { print $3 }' "$rootfs/etc/group")" 
 touch -d "@$SOURCE_DATE_EPOCH" "$skeleton" "$skeleton"/*
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -L data -U "$(uuid_for data)" \
     -E "hash_seed=$(uuid_for data-hash),root_owner=0:0" -O metadata_csum -d "$skeleton" "$out/data.img" "${DATA_MB}M"
+pin_inode_times "$out/data.img"
 
 log "disk image (GPT: boot, rootA, rootB, data)"
 disk=$out/disk.img

@@ -27,7 +27,7 @@ log() { printf '%s build: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (mmdebstrap in directory mode, device ownership in the images)"
-for tool in mmdebstrap mkfs.ext4 mkfs.vfat mcopy sfdisk qemu-aarch64-static; do
+for tool in mmdebstrap mkfs.ext4 debugfs mkfs.vfat mcopy sfdisk qemu-aarch64-static; do
     command -v "$tool" >/dev/null || die "$tool is missing (make image installs the build packages)"
 done
 [ -f "$update_key" ] || die "no update public key at $update_key (make bundle makes the development key)"
