@@ -1,8 +1,8 @@
 """Faults the station opens by itself from what it measures (004 Art. 20: stop using a faulty device at once):
 
 - ``unresponsive``: the camera stopped answering on its control port while it stayed docked;
-- ``storage_error``: its storage could not be read during the offload (the station's own store is not the
-  camera's fault and opens nothing);
+- ``storage_error``: its storage could not be read during the offload (the station's own store, or the
+  station not being able to open the device node, is not the camera's fault and opens nothing);
 - ``no_charge_current``: docked, not full, and the bay draws no current (the ChargeCurrentCheck health check)
   for ``charge_zero_fault_s``;
 - ``not_full``: docked ``full_within_h`` hours without the board reporting it full;
@@ -26,7 +26,7 @@ from appliance.config import MaintenanceSection
 from appliance.gate import Reading
 from appliance.health.charge_current import ChargeCurrentCheck, ChargeReading
 from devices.camera.model import CameraGone
-from devices.volumes import VolumeError
+from devices.volumes import StationSideError, VolumeError
 
 WATCH = "fault_watch"  # StateDB table: per camera, gate clock readings beyond policy in a row
 UNRESPONSIVE_GRACE_S = 2.0  # an error from a camera being pulled out is not a fault: wait for the undock
@@ -72,7 +72,7 @@ class FaultDetector:
     def _error(self, bay: int, data: dict[str, Any]) -> None:
         exc = data.get("exception")
         camera = data["camera"]
-        if isinstance(exc, VolumeError):
+        if isinstance(exc, VolumeError) and not isinstance(exc, StationSideError):
             self._once(bay, camera, "storage_error", {"bay": bay, "detail": str(exc)[:300]})
         elif isinstance(exc, CameraGone):  # not a wrong password or a serial mismatch: those are alarms
             detail = {"bay": bay, "error": data.get("error", ""), "detail": str(exc)[:300]}

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from appliance import faults, inventory
-from appliance.config import load_config
+from appliance.config import MaintenanceSection, load_config
+from appliance.fault_detection import FaultDetector
 from appliance.faults import FaultError
 from appliance.maintenance import EntryRequest, MaintenanceError
+from devices.volumes import StationSideError, VolumeError
 from tests.conftest import register_cameras, register_officers, wait_until, write_config, write_test_profile
 from tests.test_checkout import A, B, C, events, ready, refused, setup, tickets
 
@@ -257,3 +259,23 @@ def test_no_fault_for_a_serial_mismatch(tmp_path, world, sim_server, start_stati
     time.sleep(3)
     station.station.equipment.flush()
     assert station.station.db.call(faults.open_faults) == []
+
+
+@pytest.mark.parametrize(
+    ("exc", "opened"),
+    [
+        (VolumeError("/dev/sda: no recognisable filesystem (blank, corrupted or truncated)"), True),
+        (StationSideError("/dev/sda: cannot probe filesystem: blkid: error: /dev/sda: Permission denied"), False),
+        (StationSideError("mount helper at /run/recterm-mount.sock: [Errno 111] Connection refused"), False),
+    ],
+)
+def test_only_the_cameras_own_storage_errors_open_a_fault(exc, opened) -> None:
+    """A card that cannot be read is the camera's fault; a node the station may not open, or a mount helper
+    that does not answer, is the station's: an error on the bay, but the camera is not locked out."""
+    reported: list[tuple[str, str]] = []
+    detector = FaultDetector(
+        MaintenanceSection(), 60.0, lambda camera, reason, _: reported.append((camera, reason)), {}.get
+    )
+    detector.observe("identify", 1, {"camera": "CAMDISK"})
+    detector.observe("error", 1, {"camera": "CAMDISK", "error": "bay.error.storage", "exception": exc})
+    assert reported == ([("CAMDISK", "storage_error")] if opened else [])

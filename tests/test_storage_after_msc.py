@@ -18,7 +18,7 @@ from appliance import faults
 from appliance.bays import _storage_appeared
 from appliance.config import load_config
 from devices.hotplug.base import DockedDevice, UsbIds
-from devices.volumes import PartitionsPending, VolumeError, detect
+from devices.volumes import PartitionsPending, StationSideError, VolumeError, detect
 from devices.volumes.detect import probe_fs_type
 from tests.conftest import register_cameras, wait_until, write_config
 
@@ -130,6 +130,6 @@ def test_a_device_the_station_cannot_open_is_not_called_blank(request, monkeypat
     request.addfinalizer(lambda: shutil.rmtree(folder))
     run = subprocess.run
     monkeypatch.setattr(detect.subprocess, "run", lambda *args, **kwargs: run(*args, user="nobody", **kwargs))
-    with pytest.raises(VolumeError, match="Permission denied") as error:
+    with pytest.raises(StationSideError, match="Permission denied") as error:
         probe_fs_type(disk)
     assert "no recognisable filesystem" not in str(error.value)

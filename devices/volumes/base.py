@@ -13,6 +13,11 @@ class VolumeError(Exception):
     """Camera storage cannot be read: unknown or broken filesystem, device gone, unsafe entry."""
 
 
+class StationSideError(VolumeError):
+    """The station itself could not get at the storage (no permission on the node, a tool missing): an error
+    for the bay and the log, but no fault against the camera."""
+
+
 @dataclass(frozen=True)
 class FileEntry:
     """A regular file on the camera. ``path`` is POSIX-style, relative to the volume root."""

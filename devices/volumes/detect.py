@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from devices.volumes.base import VolumeError
+from devices.volumes.base import StationSideError, VolumeError
 
 SUPPORTED = ("vfat", "exfat")
 
@@ -26,11 +26,11 @@ def probe_fs_type(device: Path) -> str:
             check=False,
         )
     except FileNotFoundError as exc:
-        raise VolumeError("blkid (util-linux) is not installed") from exc
+        raise StationSideError("blkid (util-linux) is not installed") from exc
     except subprocess.TimeoutExpired as exc:
         raise VolumeError(f"{device}: probing the filesystem timed out (device not answering)") from exc
     if proc.returncode == 2 and proc.stderr.strip():  # blkid says 2 for "cannot open" too, with the reason
-        raise VolumeError(f"{device}: cannot probe filesystem: {proc.stderr.strip()}")
+        raise StationSideError(f"{device}: cannot probe filesystem: {proc.stderr.strip()}")
     if proc.returncode == 2:
         raise VolumeError(f"{device}: no recognisable filesystem (blank, corrupted or truncated)")
     if proc.returncode != 0:

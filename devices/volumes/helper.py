@@ -30,7 +30,7 @@ import struct
 import sys
 from pathlib import Path
 
-from devices.volumes.base import VolumeError
+from devices.volumes.base import StationSideError, VolumeError
 from devices.volumes.detect import probe_fs_type
 from devices.volumes.directory import DirectoryVolume
 from devices.volumes.kernel import FS_OPTIONS
@@ -61,11 +61,11 @@ def helper_request(request: dict[str, str], socket_path: Path = SOCKET_PATH, tim
             sock.sendall(json.dumps(request).encode() + b"\n")
             reply = sock.makefile("rb").readline(MAX_REQUEST)
     except OSError as exc:
-        raise VolumeError(f"mount helper at {socket_path}: {exc}") from exc
+        raise StationSideError(f"mount helper at {socket_path}: {exc}") from exc
     try:
         answer = json.loads(reply)
     except ValueError:
-        raise VolumeError(f"mount helper at {socket_path}: unreadable answer {reply[:200]!r}") from None
+        raise StationSideError(f"mount helper at {socket_path}: unreadable answer {reply[:200]!r}") from None
     if not answer.get("ok"):
         raise VolumeError(f"mount helper refused {request.get('op')}: {answer.get('error', 'no reason given')}")
 
