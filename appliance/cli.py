@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -260,17 +261,28 @@ def offload(source: Path, data_dir: Path, serial: str, model: str) -> None:
     )
 
 
+def _key_options(keys_default: str = "") -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """--pubkey and --keys of `recterm verify` and `recterm audit`: one key, or a key history to follow."""
+
+    def add(command: Callable[..., None]) -> Callable[..., None]:
+        command = click.option(
+            "--keys",
+            "keys_dir",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help=f"Station keys directory (current key and signing-history.json){keys_default}.",
+        )(command)
+        return click.option(
+            "--pubkey",
+            type=click.Path(exists=True, path_type=Path),
+            help="Station public key (PEM): one key, no history.",
+        )(command)
+
+    return add
+
+
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--pubkey", type=click.Path(exists=True, path_type=Path), help="Station public key (PEM): one key, no history."
-)
-@click.option(
-    "--keys",
-    "keys_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Station keys directory (current key and signing-history.json); default DATA_DIR/keys.",
-)
+@_key_options("; default DATA_DIR/keys")
 def verify(data_dir: Path, pubkey: Path | None, keys_dir: Path | None) -> None:
     """Re-hash the store, check every manifest, the log's Merkle tree and every checkpoint."""
     from appliance.evidence.verify import load_public_key, verify_data_dir
@@ -295,15 +307,7 @@ def _report_and_exit(report: Report) -> None:
 
 @main.command()
 @click.argument("target")
-@click.option(
-    "--pubkey", type=click.Path(exists=True, path_type=Path), help="Station public key (PEM): one key, no history."
-)
-@click.option(
-    "--keys",
-    "keys_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Station keys directory (current key and signing-history.json).",
-)
+@_key_options()
 @click.option("--endpoint", help="S3 endpoint URL (for s3:// targets).")
 @click.option("--credentials", type=click.Path(exists=True, path_type=Path), help="S3 credentials file (TOML).")
 @click.option("--region", default="default", show_default=True)

@@ -24,7 +24,7 @@ from appliance.checkout import ASSIGNMENTS
 from appliance.deadlines import WorkCalendar
 from appliance.eventlog import EventLog
 from appliance.offload import RECORDINGS
-from appliance.policy import PolicyProfile
+from appliance.policy import Deadline, PolicyProfile
 
 CSV_COLUMNS = ("section", "item", "value")
 
@@ -132,23 +132,8 @@ def _uploads(
 ) -> dict[str, Any]:
     """Recordings whose upload deadline fell in the month: uploaded by then, late, or still missing. The
     deadline runs from the ingest (the station cannot know earlier that a recording exists)."""
-    counts = Counter()
-    for rec in db.table(RECORDINGS).all():
-        deadline = calendar.deadline(datetime.fromisoformat(rec["ingested_at"]), policy.upload_deadline)
-        if not start <= deadline < end:
-            continue
-        uploaded = rec.get("uploaded_at")
-        if uploaded:
-            counts["within" if datetime.fromisoformat(uploaded) <= deadline else "late"] += 1
-        else:
-            counts["missed" if deadline < now else "pending"] += 1
-    due = sum(counts.values())
-    return {
-        "due": due,
-        **{k: counts[k] for k in ("within", "late", "missed", "pending")},
-        "within_pct": round(100 * counts["within"] / due, 1) if due else None,
-        "deadline": policy.upload_deadline.model_dump(),
-    }
+    rows = db.table(RECORDINGS).all()
+    return _deadline_tally(rows, "ingested_at", "uploaded_at", policy.upload_deadline, calendar, start, end, now)
 
 
 def _classification(
@@ -157,16 +142,33 @@ def _classification(
     """Recordings whose classification deadline fell in the month (003 Art. 17: counted from the upload to
     the central store), by their first tag: classified by then, late, or still unclassified. A re-tag
     never moves the first time; a recording not uploaded yet has no deadline running."""
+    rows = db.table(RECORDINGS).all()
+    deadline = policy.classification_deadline
+    return _deadline_tally(rows, "uploaded_at", "first_classified_at", deadline, calendar, start, end, now)
+
+
+def _deadline_tally(
+    rows: list[dict[str, Any]],
+    since: str,
+    done: str,
+    rule: Deadline,
+    calendar: WorkCalendar,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    """Rows whose deadline (``rule`` counted from their ``since`` time; none while that is unset) fell in
+    [start, end): done by then, late, missed, or still pending."""
     counts = Counter()
-    for rec in db.table(RECORDINGS).all():
-        if not rec.get("uploaded_at"):
+    for rec in rows:
+        if not rec.get(since):
             continue
-        deadline = calendar.deadline(datetime.fromisoformat(rec["uploaded_at"]), policy.classification_deadline)
+        deadline = calendar.deadline(datetime.fromisoformat(rec[since]), rule)
         if not start <= deadline < end:
             continue
-        first = rec.get("first_classified_at")
-        if first:
-            counts["within" if datetime.fromisoformat(first) <= deadline else "late"] += 1
+        finished = rec.get(done)
+        if finished:
+            counts["within" if datetime.fromisoformat(finished) <= deadline else "late"] += 1
         else:
             counts["missed" if deadline < now else "pending"] += 1
     due = sum(counts.values())
@@ -174,7 +176,7 @@ def _classification(
         "due": due,
         **{k: counts[k] for k in ("within", "late", "missed", "pending")},
         "within_pct": round(100 * counts["within"] / due, 1) if due else None,
-        "deadline": policy.classification_deadline.model_dump(),
+        "deadline": rule.model_dump(),
     }
 
 

@@ -89,3 +89,11 @@ def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rgw]:
         yield Rgw(folder, values["RGW_ENDPOINT"], values["RGW_ACCESS_KEY"], values["RGW_SECRET_KEY"])
     finally:
         subprocess.run([str(SCRIPT), "stop", str(folder)], check=False, capture_output=True, timeout=120)
+
+
+def bucket_log_receipts(s3, bucket: str, station: str = "test-station") -> int:
+    """How many upload receipts the station's log segments in the bucket hold (the log goes up after the
+    recordings it receipts, so tests wait for this before auditing)."""
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{station}/log/entries/").get("Contents", [])
+    text = b"".join(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listing)
+    return text.count(b'"type":"upload_receipt"')

@@ -13,7 +13,7 @@ from tinydb import Query
 from appliance.cli import main
 from appliance.offload import RECORDINGS
 from tests.conftest import register_cameras, wait_until
-from tests.rgw import Rgw
+from tests.rgw import Rgw, bucket_log_receipts
 from tests.test_s3_upload import s3_config
 
 
@@ -44,12 +44,7 @@ def honest(rgw: Rgw, tmp_path_factory: pytest.TempPathFactory):
         keys = [r["archive_key"] for r in uploaded_rows(station)]
         s3 = rgw.client()
 
-        def log_has_receipts() -> bool:
-            listing = s3.list_objects_v2(Bucket=bucket, Prefix="test-station/log/entries/").get("Contents", [])
-            text = b"".join(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listing)
-            return text.count(b'"type":"upload_receipt"') == 2
-
-        wait_until(log_has_receipts, 30, "the log with both receipts in the bucket")
+        wait_until(lambda: bucket_log_receipts(s3, bucket) == 2, 30, "the log with both receipts in the bucket")
     finally:
         station.stop()
         server.stop()

@@ -24,7 +24,7 @@ from appliance.offload import RECORDINGS
 from appliance.station import Station, log_origin
 from provisioning.keys import NEXT_KEY, SIGNING_KEY, load_signing_key, recover_signing_key, rotate_signing_key
 from tests.conftest import add_account, register_cameras, signed_in, wait_until
-from tests.rgw import Rgw
+from tests.rgw import Rgw, bucket_log_receipts
 from tests.test_s3_upload import s3_config
 
 Ctx = tuple[StationConfig, Path, Ed25519PrivateKey, int]
@@ -240,12 +240,7 @@ def test_audit_of_an_s3_upload_follows_the_key_history(
     wait_until(lambda: len(stored(station, ("uploaded",))) == 2, 60, "second upload")
     s3 = rgw.client()
 
-    def log_has_receipts() -> bool:
-        listing = s3.list_objects_v2(Bucket=bucket, Prefix="test-station/log/entries/").get("Contents", [])
-        text = b"".join(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listing)
-        return text.count(b'"type":"upload_receipt"') == 2
-
-    wait_until(log_has_receipts, 30, "the log with both receipts in the bucket")
+    wait_until(lambda: bucket_log_receipts(s3, bucket) == 2, 30, "the log with both receipts in the bucket")
     station.stop()
     base = ["audit", f"s3://{bucket}/test-station", "--endpoint", rgw.endpoint]
     base += ["--credentials", str(config.central.s3.credentials_file)]
