@@ -21,13 +21,23 @@ from typing import Any
 
 from tinydb import Query, TinyDB
 
-from appliance import inventory
+from appliance import cycles, inventory
 from appliance.alarms import AlarmBoard
 from appliance.bus import Broadcaster
 from appliance.config import StationConfig, StorageBackend
 from appliance.eventlog import EventLog
 from appliance.health.unresponsive import UnresponsiveCameras
-from appliance.offload import RECORDINGS, SAFE_STATUSES, OffloadCancelled, Offloader, OffloadProgress, OffloadResult
+from appliance.offload import (
+    MAX_NAMED,
+    RECORDINGS,
+    SAFE_STATUSES,
+    OffloadCancelled,
+    Offloader,
+    OffloadProgress,
+    OffloadResult,
+    copied_this_cycle,
+)
+from appliance.presence import Gap, prove_present
 from appliance.state.db import StateDB
 from appliance.store import StoreError, StoreFull
 from devices.camera.model import CameraAuthError, CameraError, CameraGone
@@ -432,16 +442,18 @@ class BayService:
     # -- freeing the camera: only once every recording on it is safe, as the policy defines safe
     def try_free(self, bay: int) -> bool:
         """Free the camera in ``bay`` if its recordings are all verified (and, by policy, confirmed by the
-        central store). Called after the offload and again after each upload pass. Worker thread."""
+        central store) and proven present right now (appliance/presence.py). Called after the offload and
+        again after each upload pass. Worker thread."""
         with self._free_lock:
             waiting = self._waiting.get(bay)
             if waiting is None:
                 return False
             device, camera, result = waiting
+            serial = camera["serial"]
             if result.missing:
                 return False  # the reconciliation found recordings without a verified copy: never free
             paths = result.copied + result.skipped
-            rows = self.db.call(lambda db: _rows_for(db, camera["serial"], paths))
+            rows = self.db.call(lambda db: _rows_for(db, serial, paths))
             if len(rows) != len(paths) or any(r["status"] not in SAFE_STATUSES for r in rows):
                 return False  # something is not verified: never free
             if self.free_after == "central_confirm" and any(r["status"] != "uploaded" for r in rows):
@@ -450,6 +462,18 @@ class BayService:
             if device.control_port is None:
                 return False
             if paths:
+                gaps = prove_present(rows, self.offloader.store, self.events, rehash=set(result.skipped))
+                if gaps:
+                    self._waiting.pop(bay, None)
+                    self._refuse_free(bay, serial, gaps)
+                    return False
+                # The cycle ends before the camera is asked (appliance/cycles.py): a crash from here on costs a
+                # second copy at the next dock, never a new recording skipped as an old one.
+                self.db.call(lambda db: cycles.end_cycle(db, serial, self.events.size - 1))
+                files = [{"camera_path": r["camera_path"], "sha256": r["sha256"]} for r in rows]
+                self.events.append(
+                    cycles.FREE_REQUESTED, {"bay": bay, "camera": serial, "policy": self.free_after, "files": files}
+                )
                 timeout = self.config.devices.control_timeout_s
                 with (
                     self._control_locks[bay],
@@ -457,17 +481,44 @@ class BayService:
                 ):
                     control.free_recordings(paths)
                 self.events.append(
-                    "camera_freed",
-                    {
-                        "bay": bay,
-                        "camera": camera["serial"],
-                        "policy": self.free_after,
-                        "files": [{"camera_path": r["camera_path"], "sha256": r["sha256"]} for r in rows],
-                    },
+                    "camera_freed", {"bay": bay, "camera": serial, "policy": self.free_after, "files": files}
                 )
             self._waiting.pop(bay, None)
         self._update(bay, state="ready", message="bay.ready")
         return True
+
+    def _refuse_free(self, bay: int, serial: str, gaps: list[Gap]) -> None:
+        """The station cannot prove it holds every recording: the camera keeps them all, the rows of the
+        unproven ones stop counting as copied (the next dock copies them again), and everyone is told."""
+        unproven = {g.camera_path for g in gaps}
+
+        reasons = {g.camera_path: g.reason for g in gaps}
+
+        def demote(db: TinyDB) -> None:
+            for row in _rows_for(db, serial, sorted(unproven)):
+                update = {"status": "unproven", "unproven_reason": reasons[row["camera_path"]]}
+                db.table(RECORDINGS).update(update, Query().key == row["key"])
+
+        self.db.call(demote)
+        self.events.append(
+            "free_refused",
+            {
+                "bay": bay,
+                "camera": serial,
+                "unproven": [g.as_dict() for g in gaps[:MAX_NAMED]],
+                "unproven_count": len(gaps),
+            },
+        )
+        detail = "; ".join(f"{g.camera_path}: {g.reason}" for g in gaps[:5])
+        self.alarms.raise_(
+            f"unproven:{bay}",
+            "alarm.unproven",
+            f"bay {bay}, camera {serial}: {len(gaps)} recordings not proven present, camera not freed: {detail}",
+            bay=bay,
+            camera=serial,
+        )
+        log.error("bay %s, camera %s: not freed, %d recordings not proven present: %s", bay, serial, len(gaps), detail)
+        self._update(bay, state="error", message="bay.error.unproven", detail=detail)
 
     def try_free_waiting(self) -> None:
         for bay in list(self._waiting):
@@ -627,12 +678,6 @@ def _storage_appeared(before: DockedDevice, after: DockedDevice) -> bool:
 
 
 def _rows_for(db: TinyDB, serial: str, paths: list[str]) -> list[dict[str, Any]]:
+    """The rows, in the camera's current cycle, of the recordings at ``paths``."""
     wanted = set(paths)
-    rows = db.table(RECORDINGS).search(Query().camera_serial == serial)
-    latest: dict[str, dict[str, Any]] = {}
-    for row in rows:  # a path reused after an earlier free: the newest ingest is the one on the camera
-        if row["camera_path"] in wanted and row["ingest_seq"] >= latest.get(row["camera_path"], {}).get(
-            "ingest_seq", -1
-        ):
-            latest[row["camera_path"]] = row
-    return list(latest.values())
+    return [r for r in copied_this_cycle(db, serial) if r["camera_path"] in wanted]

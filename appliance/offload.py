@@ -1,8 +1,9 @@
 """Offload one docked camera: list its recordings, copy each into the store while hashing, verify, log.
 
 Runs on a worker thread (blocking I/O throughout). Nothing on the camera is modified here. A recording
-already verified in an earlier, interrupted offload is recognised by (camera, path, size, mtime) and not
-copied again.
+already verified in an earlier, interrupted offload of the same dock-to-free cycle (appliance/cycles.py) is
+recognised by (camera, path, size, mtime) and not copied again; one verified before the camera was last freed
+never is.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tinydb import Query, TinyDB
 
-from appliance import assignments
+from appliance import assignments, cycles
 from appliance.bus_scheduler import BusScheduler
 from appliance.clock import clock_synced
 from appliance.eventlog import Entry, EventLog
@@ -64,9 +65,19 @@ class OffloadResult:
     progress: OffloadProgress = field(default_factory=OffloadProgress)
 
 
-def recording_key(camera_serial: str, entry: FileEntry) -> str:
+FileIdentity = tuple[str, int, str | None]  # (camera path, size, camera mtime): what a camera listing shows
+
+
+def file_identity(entry: FileEntry) -> FileIdentity:
+    return entry.path, entry.size, entry.modified.isoformat() if entry.modified else None
+
+
+def recording_key(camera_serial: str, entry: FileEntry, cycle: int = cycles.NEVER_FREED) -> str:
+    """The recording's row key: the camera file, and the cycle it was copied in once the camera was ever freed
+    (the same name, size and time after a free is another recording and must not overwrite the first's row)."""
     mtime = entry.modified.isoformat() if entry.modified else "-"
-    return f"{camera_serial}|{entry.path}|{entry.size}|{mtime}"
+    base = f"{camera_serial}|{entry.path}|{entry.size}|{mtime}"
+    return base if cycle == cycles.NEVER_FREED else f"{base}|after-{cycle}"
 
 
 def is_recording(entry: FileEntry, extensions: tuple[str, ...]) -> bool:
@@ -84,6 +95,9 @@ class Offloader:
     scheduler: BusScheduler | None = None  # shares each USB bus between the bays (None: every bay unpaced)
     timezone: str = "UTC"  # the station's: camera clocks are local wall time
 
+    def __post_init__(self) -> None:
+        cycles.ensure_cycles(self.db, self.events)
+
     def run(
         self,
         volume: Volume,
@@ -99,17 +113,17 @@ class Offloader:
         progress = result.progress
         progress.files_total = len(entries)
         progress.bytes_total = sum(e.size for e in entries)
-        known = self.db.call(lambda db: _verified_keys(db, serial))
+        cycle, known = self.db.call(lambda db: _copied_this_cycle(db, serial))
         self.events.append(
             "offload_start",
             {"bay": bay, "camera": serial, "files": len(entries), "bytes": progress.bytes_total},
         )
         on_progress(progress)
         if self.scheduler is not None:
-            left = sum(e.size for e in entries if recording_key(serial, e) not in known)
+            left = sum(e.size for e in entries if file_identity(e) not in known)
             self.scheduler.register(bay, left)
         try:
-            self._copy_all(volume, entries, known, camera, bay, cancel, on_progress, result)
+            self._copy_all(volume, entries, known, cycle, camera, bay, cancel, on_progress, result)
         finally:
             if self.scheduler is not None:
                 self.scheduler.finish(bay)
@@ -131,8 +145,8 @@ class Offloader:
     ) -> None:
         """What the camera listed against what arrived, read back from the state (not from the copy loop's own
         bookkeeping), logged per dock. Files that are not recordings stay on the camera and are named."""
-        arrived = self.db.call(lambda db: _verified_keys(db, serial))
-        result.missing = [e.path for e in entries if recording_key(serial, e) not in arrived]
+        _, arrived = self.db.call(lambda db: _copied_this_cycle(db, serial))
+        result.missing = [e.path for e in entries if file_identity(e) not in arrived]
         others = [e.path for e in listed if not is_recording(e, self.extensions)]
         self.events.append(
             "reconciliation",
@@ -154,7 +168,8 @@ class Offloader:
         self,
         volume: Volume,
         entries: list[FileEntry],
-        known: set[str],
+        known: set[FileIdentity],
+        cycle: int,
         camera: dict[str, Any],
         bay: int,
         cancel: threading.Event,
@@ -164,8 +179,8 @@ class Offloader:
         serial = str(camera["serial"])
         progress = result.progress
         for entry in entries:
-            key = recording_key(serial, entry)
-            if key in known:
+            key = recording_key(serial, entry, cycle)
+            if file_identity(entry) in known:
                 progress.files_done += 1
                 progress.bytes_done += entry.size
                 progress.skipped += 1
@@ -286,6 +301,21 @@ MAX_NAMED = 100  # file names per log entry: a camera full of junk must not make
 SAFE_STATUSES = ("verified", "uploaded")
 
 
-def _verified_keys(db: TinyDB, serial: str) -> set[str]:
-    rows = db.table(RECORDINGS).search((Query().camera_serial == serial) & Query().status.one_of(SAFE_STATUSES))
-    return {r["key"] for r in rows}
+def copied_this_cycle(db: TinyDB, serial: str) -> list[dict[str, Any]]:
+    """The camera's recordings verified since its cycle began, newest ingest per camera path (a path reused
+    within the cycle, after the camera overwrote a file: the newest is the one on the camera)."""
+    since = cycles.cycle_start(db, serial)
+    rows = db.table(RECORDINGS).search(
+        (Query().camera_serial == serial) & Query().status.one_of(SAFE_STATUSES) & (Query().ingest_seq > since)
+    )
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["ingest_seq"] > latest.get(row["camera_path"], {}).get("ingest_seq", -1):
+            latest[row["camera_path"]] = row
+    return list(latest.values())
+
+
+def _copied_this_cycle(db: TinyDB, serial: str) -> tuple[int, set[FileIdentity]]:
+    """The current cycle and what was copied in it: the only files a re-dock may skip."""
+    rows = copied_this_cycle(db, serial)
+    return cycles.cycle_start(db, serial), {(r["camera_path"], r["size"], r["camera_mtime"]) for r in rows}
