@@ -231,13 +231,15 @@ class _ProgressBar:
 @main.command()
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--store", "data_dir", type=click.Path(path_type=Path), required=True, help="Data directory.")
-@click.option("--serial", default="UNKNOWN", show_default=True, help="Camera serial for the manifests.")
+@click.option(
+    "--serial", help="Camera serial for the manifests (default: the volume's serial number, VOL-<fs>-<uuid>)."
+)
 @click.option("--model", default="", help="Camera model for the manifests.")
-def offload(source: Path, data_dir: Path, serial: str, model: str) -> None:
+def offload(source: Path, data_dir: Path, serial: str | None, model: str) -> None:
     """Offload one camera once: SOURCE is a camera image/block device or an already-mounted camera."""
     import time
 
-    from appliance.single_offload import offload_once
+    from appliance.single_offload import camera_identity, offload_once
     from appliance.store import StoreError
     from devices.volumes import VolumeError
 
@@ -245,6 +247,10 @@ def offload(source: Path, data_dir: Path, serial: str, model: str) -> None:
     bar = _ProgressBar()
     started = time.monotonic()
     try:
+        if serial is None:
+            identity = camera_identity(source)
+            serial = identity.camera_serial
+            click.echo(f"camera not named: calling it {serial} (volume label {identity.label or 'none'})")
         result = offload_once(
             source, data_dir, {"serial": serial, "model": model}, on_listing=bar.start, on_progress=bar.update
         )

@@ -13,8 +13,9 @@ from appliance.evidence.keychain import read_history
 from appliance.offload import Offloader, OffloadProgress, OffloadResult
 from appliance.state.db import StateDB
 from appliance.store import LocalStore
-from devices.volumes import Volume, open_volume
+from devices.volumes import Volume, VolumeError, open_volume
 from devices.volumes.directory import DirectoryVolume
+from devices.volumes.identity import VolumeIdentity, mount_source, probe_identity
 from provisioning.keys import create_signing_key, load_signing_key
 
 DEFAULT_EXTENSIONS = (".mp4", ".mov", ".avi", ".ts", ".wav", ".mp3", ".jpg", ".jpeg")
@@ -27,6 +28,15 @@ def kernel_reads_fat() -> bool:
     except OSError:
         return False
     return "vfat" in known and "exfat" in known
+
+
+def camera_identity(source: Path) -> VolumeIdentity:
+    """The volume's own identity, for a source nobody named the camera of: an image or block device, or a
+    directory that is the mount point of one."""
+    device = mount_source(source) if source.is_dir() else source
+    if device is None:
+        raise VolumeError(f"{source} is a folder, not a mounted camera volume: give the camera's --serial")
+    return probe_identity(device)
 
 
 def open_source(source: Path, mountpoint: Path) -> Volume:
