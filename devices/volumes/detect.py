@@ -15,8 +15,9 @@ class PartitionsPending(VolumeError):
     the disk in the moment before the kernel has listed them; they show a moment later."""
 
 
-def probe_fs_type(device: Path) -> str:
-    """Return "vfat" or "exfat"; VolumeError with a clear reason for anything else."""
+def blkid(device: Path) -> dict[str, str]:
+    """libblkid's low-level probe of ``device``: its tags (TYPE, UUID, LABEL, PTTYPE...); VolumeError with a clear
+    reason when nothing is recognised, StationSideError when the station itself cannot look."""
     try:
         proc = subprocess.run(
             ["blkid", "--probe", "--output", "export", str(device)],
@@ -35,7 +36,12 @@ def probe_fs_type(device: Path) -> str:
         raise VolumeError(f"{device}: no recognisable filesystem (blank, corrupted or truncated)")
     if proc.returncode != 0:
         raise VolumeError(f"{device}: cannot probe filesystem: {proc.stderr.strip() or proc.returncode}")
-    fields = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+
+
+def probe_fs_type(device: Path) -> str:
+    """Return "vfat" or "exfat"; VolumeError with a clear reason for anything else."""
+    fields = blkid(device)
     fs_type = fields.get("TYPE", "")
     if not fs_type and fields.get("PTTYPE"):
         raise PartitionsPending(f"{device}: a partitioned disk ({fields['PTTYPE']}); its partitions hold the storage")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from devices.volumes.base import StationSideError, VolumeError
+from devices.volumes.base import VolumeError
+from devices.volumes.detect import blkid
 
 
 @dataclass(frozen=True)
@@ -31,20 +31,8 @@ class VolumeIdentity:
 
 def probe_identity(device: Path) -> VolumeIdentity:
     """The volume serial number and label of ``device`` (a block device or an image file)."""
-    try:
-        proc = subprocess.run(
-            ["blkid", "--probe", "--output", "export", str(device)],
-            capture_output=True,
-            text=True,
-            timeout=15,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise StationSideError("blkid (util-linux) is not installed") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise VolumeError(f"{device}: probing the filesystem timed out (device not answering)") from exc
-    fields = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
-    if proc.returncode != 0 or not fields.get("UUID"):
+    fields = blkid(device)
+    if not fields.get("UUID"):
         raise VolumeError(f"{device}: no volume serial number to tell the camera by; give the camera's --serial")
     return VolumeIdentity(fields.get("TYPE", ""), fields["UUID"], fields.get("LABEL", ""))
 
