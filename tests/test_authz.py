@@ -146,6 +146,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", "/api/accounts/{username}"): only(ADMIN),
     ("POST", "/api/keys/tls/rotate"): only(ADMIN),
     ("POST", "/api/keys/signing/rotate"): only(ADMIN),
+    ("GET", "/api/keys/signing"): only(*STAFF),  # the checkpoint verifier keys a records office needs: read-only
     # -- recordings and access to them (000 Art. 20, 001 Art. 18, 002 Art. 32, 003 Art. 23, 004 Art. 15)
     ("GET", "/api/recordings"): only(OFFICER, *STAFF),  # metadata; an officer sees their own only
     ("POST", "/api/access/requests"): only(*ASKERS),
