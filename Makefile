@@ -9,9 +9,12 @@ STAMP := $(VENV)/.installed
 # Chromium for the browser tests, CJK fonts so the kiosk's Chinese renders in screenshots, a one-node Ceph
 # cluster with radosgw (scripts/ceph-rgw.sh) as the real S3 server with Object Lock, curl for its readiness check,
 # iproute2 (with util-linux unshare): the zeroconf test builds its own network namespace; shellcheck for the
-# image's scripts; Pango for the PDF reports (WeasyPrint) and poppler-utils (pdftoppm) to check a PDF renders.
+# image's scripts; Pango for the PDF reports (WeasyPrint) and poppler-utils (pdftoppm) to check a PDF renders;
+# Go with golang.org/x/mod (golang-golang-x-mod-dev): tests/test_note_interop.py builds its sumdb/note, the
+# reference signed-note implementation, offline, to check the station's checkpoints with code we did not write.
 DEB_PACKAGES := dosfstools exfatprogs exfat-fuse fuse3 mtools util-linux fdisk ffmpeg chromium fonts-noto-cjk \
-	ceph-mon ceph-osd radosgw curl iproute2 shellcheck libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
+	ceph-mon ceph-osd radosgw curl iproute2 shellcheck libpango-1.0-0 libpangoft2-1.0-0 poppler-utils \
+	golang-go golang-golang-x-mod-dev
 
 .PHONY: demo test lint deps venv clean image image-deps image-test bundle
 

@@ -366,6 +366,38 @@ def audit(
     _report_and_exit(report)
 
 
+# -- keys ------------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """The station's signing keys, for whoever checks its checkpoints."""
+
+
+@keys.command("show")
+@click.argument("data_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (as GET /api/keys/signing answers).")
+def keys_show(data_dir: Path | None, config_path: Path | None, as_json: bool) -> None:
+    """Print the checkpoint verifier key (C2SP signed-note), the key fingerprints (current key and its
+    history) and the log origin of the station data directory DATA_DIR, or without it of the station that
+    --config configures."""
+    import json
+
+    from appliance.evidence.station_keys import data_dir_keys, station_keys
+    from appliance.station import log_origin
+
+    try:
+        if data_dir is not None:
+            found = data_dir_keys(data_dir)
+        else:
+            cfg = _load(config_path)
+            found = station_keys(cfg.keys_dir, cfg.station.id, log_origin(cfg.station.id))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot show the keys of {data_dir or 'the station'}: {exc}") from None
+    click.echo(json.dumps(found.as_dict(), indent=1) if as_json else found.to_text(), nl=as_json)
+
+
 # -- the simulator ---------------------------------------------------------------------------------
 
 world_option = click.option(

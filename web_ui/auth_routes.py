@@ -1,4 +1,5 @@
-"""Sign-in and sign-out for staff, the kiosk session for identified officers, and account administration.
+"""Sign-in and sign-out for staff, the kiosk session for identified officers, account administration, and the
+station's keys (rotation; the verifier keys a records office checks checkpoints with).
 
 Handlers validate and delegate to appliance.security.accounts; the session cookie is HttpOnly, SameSite=Strict
 and Secure whenever the request came over HTTPS (the LAN UI always does; the kiosk's loopback listener is
@@ -7,15 +8,18 @@ plain HTTP on the station itself).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from appliance.evidence.station_keys import station_keys
 from appliance.security.accounts import AccountError, AccountService, Principal, SignInRefused, public_account
 from appliance.security.ratelimit import RateLimiter
-from appliance.security.roles import ACCOUNT_ROLES, Role
+from appliance.security.roles import ACCOUNT_ROLES, STAFF, Role
 from appliance.security.sessions import Session
 from web_ui.bodies import StrictBody
 from web_ui.guards import SESSION_COOKIE, WebSecurity, current_session, public, require
@@ -23,6 +27,8 @@ from web_ui.protection import CSRF_COOKIE, cookie_header
 
 if TYPE_CHECKING:
     from appliance.station import Station
+
+log = logging.getLogger(__name__)
 
 
 class SignInRequest(StrictBody):
@@ -166,5 +172,17 @@ def build_auth_router(station: Station, security: WebSecurity, accounts: Account
         """A new signing key now; the log's signing_key_rotated entry links it to the old one."""
         link = await station.rotate_signing_key(session.principal.name)
         return {"old": link["old"], "new": link["new"], "log_index": link["log_index"]}
+
+    @router.get("/keys/signing", dependencies=[require(*STAFF)])
+    async def signing_keys() -> dict[str, Any]:
+        """What a records office needs to check the checkpoints with any signed-note implementation: the
+        verifier key and fingerprint of the current key and of every retired one, and the log origin."""
+        keys_dir, name, origin = station.config.keys_dir, station.config.station.id, station.events.origin
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(None, station_keys, keys_dir, name, origin)
+        except (OSError, ValueError) as exc:  # a rotation under way, or keys gone from under the station
+            log.warning("cannot read the signing keys: %s", exc)
+            raise HTTPException(503, "keys.error.unavailable") from None
+        return found.as_dict()
 
     return router

@@ -8,7 +8,8 @@ Every API route carries exactly the roles it allows, as a FastAPI dependency on 
 ``public()`` says a route needs no one (sign-in itself, the message catalogues). ``kiosk(...)`` routes answer
 only the station's own display (loopback unless ``security.kiosk_clients`` says otherwise). The app depends
 on ``refuse_undeclared`` and ``seal(app)`` runs last in create_app: a route that declares nothing (or is
-added after ``seal``) answers 403 to everyone, and the route-by-route test (tests/test_authz.py) fails on it.
+added after ``seal``) answers 403 to everyone. The rules themselves are stated again, by hand, in
+tests/test_authz.py: a route declared with other roles than its row there, or without a row, fails it.
 """
 
 from __future__ import annotations
@@ -156,18 +157,6 @@ def api_endpoints(app: FastAPI) -> list[Endpoint]:
                 Endpoint(frozenset(context.methods or ()), str(context.path), context.dependant, context.endpoint)
             )
     return found
-
-
-def allowed_roles(endpoint: Endpoint) -> frozenset[Role] | None:
-    """The roles every guard of ``endpoint`` lets through (None: public). Raises if nothing is declared."""
-    guards = guards_of(endpoint.dependant)
-    if not guards:
-        raise LookupError(f"{sorted(endpoint.methods)} {endpoint.path} declares no access rule")
-    allowed: frozenset[Role] | None = None
-    for guard in guards:
-        if guard.roles is not None:
-            allowed = guard.roles if allowed is None else allowed & guard.roles
-    return allowed
 
 
 async def refuse_undeclared(request: Request) -> None:

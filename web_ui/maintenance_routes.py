@@ -85,12 +85,14 @@ def error(kind: str, exc: Exception, field: str | None = None) -> JSONResponse:
 def build_router(station: Station) -> APIRouter:
     """One router for web_ui/app.py holding both: a role guard goes into the ``dependencies`` of each."""
     # Guards (web_ui/guards.py): the kiosk part answers the station's display only; staff read with any staff
-    # role (the auditor included) and write as equipment staff, spot checks as supervisors (004 Art. 22).
+    # role (the auditor included) and write as equipment staff; spot checks and their replay are the inspecting
+    # supervisor's alone (004 Art. 22, 004 Art. 15): not the administrator's, whose role is accounts and what
+    # equipment staff may (docs/security.md).
     kiosk_router = APIRouter(prefix="/api", dependencies=[kiosk()])
     equipment = APIRouter(prefix="/api", dependencies=[require(*READERS)])
     pages = APIRouter(dependencies=[require(*READERS)])  # equipment staff's pages
     change = require(Role.EQUIPMENT, Role.ADMIN)
-    supervise = require(Role.SUPERVISOR, Role.ADMIN)
+    supervise = require(Role.SUPERVISOR)
     templates = Jinja2Templates(directory=str(resources.files("web_ui") / "templates"))
 
     def service() -> EquipmentService:

@@ -161,6 +161,55 @@ for (const input of document.querySelectorAll("[data-import]")) {
   });
 }
 
+// The checkpoint verifier keys (current first, then the retired ones) for a records office to copy.
+function keyLine(label, value, role) {
+  const line = Object.assign(document.createElement("p"), { className: "key-line" });
+  const code = Object.assign(document.createElement("code"), { textContent: value });
+  code.dataset.role = role;
+  line.append(Object.assign(document.createElement("span"), { className: "key-label", textContent: label }), code);
+  const copy = Object.assign(document.createElement("button"), { type: "button", className: "button secondary", textContent: T("keys.copy") });
+  copy.dataset.copy = role;
+  copy.onclick = async () => {
+    try {
+      await navigator.clipboard.writeText(value);
+      keysMessage(T("keys.copied", { what: label }));
+    } catch {  // no clipboard here (an old browser, a page not served securely): select it for Ctrl+C
+      getSelection().selectAllChildren(code);
+      keysMessage(T("keys.copy_manual"));
+    }
+  };
+  line.append(copy);
+  return line;
+}
+
+function keysMessage(text) {
+  const el = $("keys-status");
+  el.textContent = text;
+  el.hidden = false;
+}
+
+async function showSigningKeys() {
+  const response = await fetch("/api/keys/signing");
+  const data = await response.json();
+  if (!response.ok) return keysMessage(T(data.detail));
+  $("keys-origin").textContent = data.origin;
+  $("keys-list").replaceChildren(...[...data.keys].reverse().map((k) => {
+    const block = Object.assign(document.createElement("div"), { className: "signing-key" });
+    block.dataset.fingerprint = k.fingerprint;
+    block.dataset.current = String(k.last_entry === null);
+    const heading = k.last_entry === null
+      ? T("keys.current", { first: k.first_entry })
+      : T("keys.retired", { first: k.first_entry, last: k.last_entry, at: local(k.retired_at) });
+    block.append(
+      Object.assign(document.createElement("h3"), { textContent: heading }),
+      keyLine(T("keys.verifier"), k.verifier_key, "verifier"),
+      keyLine(T("keys.fingerprint"), k.fingerprint, "fingerprint"),
+    );
+    return block;
+  }));
+}
+
 connect({ bay: bayBoard($("bays")), checkin: refresh, health: healthPanel($("health")) });
 refresh();
 showReviewer();
+showSigningKeys();
