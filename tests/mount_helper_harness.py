@@ -30,8 +30,11 @@ TEST_FS = "ext4"
 class HelperSocket:
     """A listening socket whose every connection is served by a fresh helper process (systemd's Accept=yes)."""
 
-    def __init__(self, path: Path, env: dict[str, str], helper: Path = HELPER) -> None:
+    def __init__(self, path: Path, env: dict[str, str], helper: Path = HELPER, concurrent: bool = False) -> None:
+        """``concurrent``: a helper per connection at once, as systemd starts them (MaxConnections=8)."""
         self.path = path
+        self._concurrent = concurrent
+        self._running: list[threading.Thread] = []
         self.stderr: list[str] = []
         self.exit_codes: list[int] = []
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -48,24 +51,33 @@ class HelperSocket:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            with conn:
-                proc = subprocess.run(
-                    [str(self._helper)],
-                    stdin=conn.fileno(),
-                    stdout=conn.fileno(),
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env=self._env,
-                    timeout=60,
-                )
-                self.stderr.append(proc.stderr)
-                self.exit_codes.append(proc.returncode)
+            if self._concurrent:
+                self._running.append(threading.Thread(target=self._run_helper, args=(conn,), daemon=True))
+                self._running[-1].start()
+            else:
+                self._run_helper(conn)
+
+    def _run_helper(self, conn: socket.socket) -> None:
+        with conn:
+            proc = subprocess.run(
+                [str(self._helper)],
+                stdin=conn.fileno(),
+                stdout=conn.fileno(),
+                stderr=subprocess.PIPE,
+                text=True,
+                env=self._env,
+                timeout=60,
+            )
+            self.stderr.append(proc.stderr)
+            self.exit_codes.append(proc.returncode)
 
     def close(self) -> None:
         # shutdown wakes the blocked accept (close alone would not, and a later socket could reuse the fd
         # number under it); the thread then ends before the socket is closed.
         self._sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=90)
+        for running in self._running:
+            running.join(timeout=90)
         self._sock.close()
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,7 +82,7 @@ def test_refuses_another_bays_mount_point(helper, layout, vfat_loop) -> None:
     assert "belongs to bay 3, not to bay 4" in reason
 
 
-@pytest.mark.parametrize("where", ["outside", "symlink", "not-bay", "relative", "dot-dot"])
+@pytest.mark.parametrize("where", ["outside", "symlink", "not-bay", "relative", "dot-dot", "newline"])
 def test_refuses_mount_points_outside_its_root(helper, layout, vfat_loop, tmp_path, where) -> None:
     (layout["dev_dir"] / "bay3-disk").symlink_to(vfat_loop)
     target = {
@@ -89,6 +91,7 @@ def test_refuses_mount_points_outside_its_root(helper, layout, vfat_loop, tmp_pa
         "not-bay": layout["mount_root"] / "etc",
         "relative": Path("mnt/bay3"),
         "dot-dot": layout["mount_root"] / ".." / "mnt" / "bay3",
+        "newline": layout["mount_root"] / "bay3\n",
     }[where]
     if where == "symlink":
         target.symlink_to(tmp_path)
@@ -96,7 +99,10 @@ def test_refuses_mount_points_outside_its_root(helper, layout, vfat_loop, tmp_pa
         target.mkdir()
     reason = ask(helper, op="mount", device=str(layout["dev_dir"] / "bay3-disk"), mountpoint=str(target))
     assert "mount point" in reason
-    assert not os.path.ismount(tmp_path)
+    assert not os.path.ismount(tmp_path) and mounts_of(vfat_loop) == []
+    assert sorted(p.name for p in layout["mount_root"].iterdir()) == {"symlink": ["bay3"], "not-bay": ["etc"]}.get(
+        where, []
+    )
 
 
 def test_refuses_a_character_device_and_garbage(helper, layout) -> None:
@@ -124,7 +130,7 @@ def test_refuses_a_mount_root_the_station_could_change(tmp_path, layout, ext4_lo
     the helper mounts only where every directory from / down is root's and writable by no one else."""
     nobody = 65534
     mount_root = layout["mount_root"]
-    if how == "station-owned":  # today's layout: the station made <data>/run/mnt itself
+    if how == "station-owned":  # the layout before: the station made <data>/run/mnt itself
         os.chown(mount_root, nobody, nobody)
     elif how == "world-writable":
         mount_root.chmod(0o777)
@@ -211,6 +217,40 @@ def test_a_real_mount_read_only_through_the_helper(helper, layout, ext4_loop) ->
     finally:
         volume.close()
     assert mounts_of(ext4_loop) == [] and not mountpoint.exists()
+
+
+def test_requests_at_once_for_one_bay_mount_it_once(tmp_path, layout, ext4_loop) -> None:
+    """systemd starts a helper per connection, several at once: each request holds the mount root's lock
+    from its checks to its mount, so the others are told the bay is mounted (without it: a bare EBUSY)."""
+    (layout["dev_dir"] / "bay3-disk").symlink_to(ext4_loop)
+    mountpoint = layout["mount_root"] / "bay3"
+    request = {"op": "mount", "device": str(layout["dev_dir"] / "bay3-disk"), "mountpoint": str(mountpoint)}
+    server = HelperSocket(tmp_path / "mount.sock", helper_env(layout["dev_dir"], layout["mount_root"]), concurrent=True)
+    outcomes: list[str] = []
+
+    def mount_once() -> None:
+        try:
+            helper_request(request, server.path)
+            outcomes.append("mounted")
+        except VolumeError as exc:
+            outcomes.append(str(exc))
+
+    try:
+        for _ in range(8):
+            outcomes.clear()
+            clients = [threading.Thread(target=mount_once) for _ in range(4)]
+            for client in clients:
+                client.start()
+            for client in clients:
+                client.join()
+            stacked = len(mounts_of(ext4_loop))
+            helper_request({"op": "umount", "mountpoint": str(mountpoint)}, server.path)
+            while mounts_of(ext4_loop):  # a failed test must not leave mounts behind
+                subprocess.run(["umount", str(mountpoint)], check=True)
+            assert stacked == 1 and outcomes.count("mounted") == 1, outcomes
+            assert all(o == "mounted" or "already a mount point" in o for o in outcomes), outcomes
+    finally:
+        server.close()
 
 
 def test_the_bays_own_device_is_mounted_read_only_by_the_kernel(helper, layout, vfat_loop) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -36,6 +37,8 @@ import stat
 import struct
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from devices.volumes import fd_mount
@@ -59,10 +62,11 @@ STATION_USER = os.environ.get("RECTERM_MOUNT_USER", "recterm")
 # the same flags and no filesystem options. Never vfat or exfat themselves, whose options are fixed.
 TEST_FS_TYPE = os.environ.get("RECTERM_MOUNT_TEST_FS_TYPE") or None
 
-_BAY_NODE = re.compile(r"^bay(\d+)-(disk|part\d+)$")
-_BAY_DIR = re.compile(r"^bay(\d+)$")
+_BAY_NODE = re.compile(r"bay(\d+)-(disk|part\d+)")
+_BAY_DIR = re.compile(r"bay(\d+)")
 MAX_REQUEST = 4096
 REQUEST_TIMEOUT_S = 5  # the station sends its line as soon as it connects
+LOCK_TIMEOUT_S = 30  # a mount takes well under a second; the station waits 60 s for an answer
 
 
 # -- the station's side ---------------------------------------------------------------------------
@@ -118,7 +122,7 @@ def _bay_dir_name(raw: str) -> tuple[str, int]:
     path = Path(raw)
     if not path.is_absolute() or path.parent != MOUNT_ROOT:
         raise Refused(f"mount point {raw!r} is not a directory directly under {MOUNT_ROOT}")
-    match = _BAY_DIR.match(path.name)
+    match = _BAY_DIR.fullmatch(path.name)  # fullmatch: "$" alone would let "bay3\n" through
     if match is None:
         raise Refused(f"mount point {raw!r} is not named bay<N>")
     return path.name, int(match.group(1))
@@ -155,7 +159,7 @@ def _bay_device(device: str, bay: int) -> int:
         finally:
             os.close(listing)
         for name in names:
-            match = _BAY_NODE.match(name)
+            match = _BAY_NODE.fullmatch(name)
             if match is None:
                 continue
             try:  # udev's names are symlinks to ../sdXN: followed inside root's /dev
@@ -254,12 +258,35 @@ def handle(request: object) -> None:
     name, bay = _bay_dir_name(str(request.get("mountpoint", "")))
     root = _open_mount_root()
     try:
-        if request["op"] == "umount":
-            _umount(root, name)
-        else:
-            _mount(root, name, bay, str(request.get("device", "")))
+        with _locked(root):
+            if request["op"] == "umount":
+                _umount(root, name)
+            else:
+                _mount(root, name, bay, str(request.get("device", "")))
     finally:
         os.close(root)
+
+
+@contextlib.contextmanager
+def _locked(root: int) -> Iterator[None]:
+    """systemd starts a helper per connection, several at once: one at a time from the checks to the mount, or
+    two requests for a bay both pass "not a mount point" (the kernel then refuses one with a bare EBUSY) and
+    one's removal of bay<N> can meet the other's mount. Bounded, so that a mount stuck on a dying device
+    holds up the other bays' requests for a while, not for ever."""
+    lock = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root)  # O_PATH cannot lock
+    try:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise Refused(f"another request has held {MOUNT_ROOT} for {LOCK_TIMEOUT_S} s") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(lock)  # releases the lock
 
 
 def _peer_uid(conn: socket.socket) -> int:
