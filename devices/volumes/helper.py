@@ -236,7 +236,7 @@ def _umount(root: int, name: str) -> None:
     try:
         target, _ = fd_mount.open_dir_at(root, name, shown)
     except UnsafePath as exc:
-        raise Refused(f"{shown} is not mounted: {exc}") from None
+        raise Refused(f"{shown} is not mounted ({str(exc).removeprefix(shown).strip()})") from None
     try:
         mounted = fd_mount.mount_id(target) != fd_mount.mount_id(root)
     finally:
