@@ -112,7 +112,7 @@ class BayService:
         self.bay_by_port = {b.port_path: b.number for b in config.bays}
         self._running: dict[int, _Running] = {}
         helper = config.devices.storage is StorageBackend.HELPER
-        cleanup_stale_mounts(config.run_dir / "mnt", unmount_via_helper if helper else None)
+        cleanup_stale_mounts(config.mount_root, unmount_via_helper if helper else None)
         self._pool = ThreadPoolExecutor(max_workers=config.offload.parallel, thread_name_prefix="offload")
         self._last_publish: dict[int, float] = {}
         self._waiting: dict[int, tuple[DockedDevice, dict[str, Any], OffloadResult]] = {}
@@ -426,8 +426,7 @@ class BayService:
         if device.block_device is None:
             raise VolumeError("camera exposes no storage")
         self._update(bay, state="offloading", message="bay.offloading", progress=OffloadProgress().as_dict())
-        mountpoint = self.config.run_dir / "mnt" / f"bay{bay}"
-        mountpoint.parent.mkdir(parents=True, exist_ok=True)
+        mountpoint = self.config.mount_root / f"bay{bay}"  # made by the back end (the helper: in root's dir)
         with open_volume(Path(device.block_device), self.config.devices.storage.value, mountpoint) as volume:
             result = self.offloader.run(
                 volume,

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
 
+from devices.volumes.helper import DEFAULT_MOUNT_ROOT as HELPER_MOUNT_ROOT
+
 ENV_PREFIX = "RECTERM_"
 
 
@@ -105,6 +107,9 @@ class BadgeSection(_Section):
 class DevicesSection(_Section):
     backend: DeviceBackend = DeviceBackend.REAL
     storage: StorageBackend = StorageBackend.KERNEL
+    # Where camera storage is mounted (bay<N> below it). Unset: with storage = "helper", the mount helper's
+    # root-owned /run/recterm/mnt, which the station cannot change (docs/mount-helper.md); else <data_dir>/run/mnt.
+    mount_root: Path | None = None
     sim_world: Path | None = None
     poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.5
     control_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
@@ -341,6 +346,14 @@ class StationConfig(_Section):
         return self.station.data_dir / "run"
 
     @property
+    def mount_root(self) -> Path:
+        if self.devices.mount_root is not None:
+            return self.devices.mount_root
+        if self.devices.storage is StorageBackend.HELPER:
+            return HELPER_MOUNT_ROOT
+        return self.run_dir / "mnt"
+
+    @property
     def archive_dir(self) -> Path:
         return self.central.archive_dir or self.station.data_dir / "central-archive"
 
@@ -435,7 +448,7 @@ def _anchor_paths(config: StationConfig, base: Path) -> StationConfig:
     return config.model_copy(
         update={
             "station": config.station.model_copy(update=anchored(config.station, "data_dir")),
-            "devices": config.devices.model_copy(update=anchored(config.devices, "sim_world")),
+            "devices": config.devices.model_copy(update=anchored(config.devices, "sim_world", "mount_root")),
             "central": config.central.model_copy(
                 update={
                     **anchored(config.central, "archive_dir"),

@@ -84,16 +84,17 @@ runuser -u recterm -- /opt/recterm/bin/python -c '
 import weasyprint
 pdf = weasyprint.HTML(string="<p>执法记录仪采集站 report</p>").write_pdf()
 print("IMAGETEST pdf", len(pdf), "bytes", pdf[:5].decode())' 2>&1 | tail -n 1
+say "mount-root $(stat -c %U:%G:%a /run/recterm /run/recterm/mnt | tr '\n' ' ')"
 say "ready"
 for _ in $(seq 1 900); do [ -e /dev/recterm/bay1-disk ] && break; sleep 1; done
 say "devices $(ls -l /dev/recterm/ | tr '\n' ' ')"
 say "owner $(stat -L -c %U:%G:%a /dev/recterm/bay1-disk)"
 last="" seen=""
 while :; do
-    mounted=$(findmnt -n -o OPTIONS -M $station/run/mnt/bay1 | cut -d, -f1)
+    mounted=$(findmnt -n -o OPTIONS -M /run/recterm/mnt/bay1 | cut -d, -f1)
     if [ -n "$mounted" ] && [ -z "$seen" ]; then
         seen=1
-        nsenter -t "$pid" -m findmnt -n -o TARGET,SOURCE,FSTYPE,OPTIONS -M $station/run/mnt/bay1 \
+        nsenter -t "$pid" -m findmnt -n -o TARGET,SOURCE,FSTYPE,OPTIONS -M /run/recterm/mnt/bay1 \
             | sed 's/^/IMAGETEST station-sees /'
     fi
     now="mounted=${mounted:-no} objects=$(find $station/store/objects -type f | wc -l)"
@@ -508,6 +509,10 @@ def main() -> None:
             failures.append("the station is not running as user recterm")
         if not any("bay1-disk" in line and "bay1-control" in line for line in first if "devices" in line):
             failures.append("udev did not name the docked camera's /dev/recterm/bay1-disk and bay1-control")
+        if not any(line.startswith("IMAGETEST mount-root root:root:755 root:root:755") for line in first):
+            failures.append(
+                "the mount root /run/recterm/mnt is not root's 0755 (tmpfiles.d): the station could swap it"
+            )
         if not any(line.startswith("IMAGETEST station-sees") and " ro," in line for line in first):
             failures.append("the station's own namespace does not see the camera mounted read-only")
         if not any(line.startswith("IMAGETEST pdf") and "%PDF" in line for line in second):

@@ -144,3 +144,16 @@ def test_a_lan_listener_needs_tls(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"reachable from the LAN: set web\.tls = true"):
         load_config(path, environ={"RECTERM_WEB__HOST": "0.0.0.0"})
     assert load_config(path, environ={"RECTERM_WEB__HOST": "0.0.0.0", "RECTERM_WEB__TLS": "true"}).web.tls
+
+
+def test_mount_root_follows_the_storage_back_end(tmp_path: Path) -> None:
+    """Through the helper, camera storage is mounted in the helper's root-owned directory, which the station
+    cannot change (docs/mount-helper.md); its own mounts go under the data directory; either can be set."""
+    path = write(tmp_path, GOOD)
+    assert load_config(path).mount_root == (tmp_path / "data/run/mnt").resolve()
+    helper = load_config(path, environ={"RECTERM_DEVICES__STORAGE": "helper"})
+    assert helper.mount_root == Path("/run/recterm/mnt")
+    moved = load_config(
+        path, environ={"RECTERM_DEVICES__STORAGE": "helper", "RECTERM_DEVICES__MOUNT_ROOT": "/run/other/mnt"}
+    )
+    assert moved.mount_root == Path("/run/other/mnt")

@@ -8,15 +8,19 @@ program exists."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from appliance.config import load_config
+from appliance.config import StationConfig, load_config
 from devices.hotplug.udev_rules import render_rules
+from devices.volumes import fd_mount
+from devices.volumes.helper import DEFAULT_MOUNT_ROOT
 
 IMAGE = Path(__file__).resolve().parent.parent / "image"
 ROOTFS = IMAGE / "rootfs"
@@ -91,6 +95,24 @@ def test_station_unit_is_hardened() -> None:
     assert values["NoNewPrivileges"] == "yes" and values["CapabilityBoundingSet"] == ""
     assert values["ReadWritePaths"] == "/var/lib/recterm" and int(values["WatchdogSec"]) > 0
     assert values["DevicePolicy"] == "closed"
+
+
+def test_tmpfiles_make_a_mount_root_the_mount_helper_trusts(tmp_path: Path) -> None:
+    """systemd-tmpfiles makes the image's mount root at boot: root's, 0755 all the way down, which the helper's
+    own checks accept; and the station looks there by default when it mounts through the helper."""
+    if shutil.which("systemd-tmpfiles") is None or os.geteuid() != 0:
+        pytest.skip("needs systemd-tmpfiles (package systemd) and root (files owned by root)")
+    conf = ROOTFS / "usr/lib/tmpfiles.d/recterm.conf"
+    proc = subprocess.run(
+        ["systemd-tmpfiles", "--create", f"--root={tmp_path}", str(conf)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    made = tmp_path / DEFAULT_MOUNT_ROOT.relative_to("/")
+    assert (made.stat().st_uid, stat.S_IMODE(made.stat().st_mode)) == (0, 0o755)
+    os.close(fd_mount.open_trusted_dir(made))  # UnsafePath if anyone but root could change it
+    assert StationConfig.model_validate({"devices": {"storage": "helper"}}).mount_root == DEFAULT_MOUNT_ROOT
+    station_unit = (UNIT_DIR / "recterm.service").read_text()
+    assert "MountFlags=shared" in station_unit and str(DEFAULT_MOUNT_ROOT) in station_unit
 
 
 def test_scripts_pass_shellcheck() -> None:
