@@ -46,7 +46,7 @@ from devices.dock.protocol import ChannelStatus
 from devices.gpio.base import BayIndicators
 from devices.gpio.disabled import DisabledBayIndicators
 from devices.hotplug import DeviceScanner, DockedDevice
-from devices.volumes import PartitionsPending, VolumeError, open_volume
+from devices.volumes import PartitionsPending, VolumeDamaged, VolumeError, open_volume
 from devices.volumes.helper import unmount_via_helper
 from devices.volumes.mounting import cleanup_stale_mounts
 
@@ -319,6 +319,8 @@ class BayService:
                 if shown is None:
                     return
                 result = self._offload(bay, shown, camera, cancel)
+            if result.damaged:  # the good recordings are copied; the damaged ones stay, the camera is not freed
+                raise VolumeDamaged(result.damaged)
             if result.missing:
                 raise StoreError(f"{len(result.missing)} recordings have no verified copy: {result.missing[:5]}")
             self._waiting[bay] = (device, camera, result)
@@ -335,6 +337,8 @@ class BayService:
         except StoreFull as exc:
             self._fail(bay, camera, "bay.error.store_full", exc)
             self.alarms.raise_("store_low", "alarm.store_low", str(exc))
+        except VolumeDamaged as exc:
+            self._fail(bay, camera, "bay.error.damaged", exc)
         except (VolumeError, StoreError) as exc:
             self._fail(bay, camera, "bay.error.storage", exc)
         except Exception as exc:  # a bug: keep the station up for the other bays, but make it loud

@@ -265,6 +265,15 @@ def offload(source: Path, data_dir: Path, serial: str | None, model: str) -> Non
         f"{p.bytes_done / 1e6 / max(elapsed, 1e-6):.1f} MB/s); {len(result.skipped)} already verified; "
         f"{p.files_total} listed"
     )
+    if result.damaged:
+        shown = 20
+        lines = [f"  {f.path or '(the volume)'}: {f.detail}" for f in result.damaged[:shown]]
+        if len(result.damaged) > shown:
+            lines.append(f"  … and {len(result.damaged) - shown} more (all in the log's offload_error entry)")
+        raise click.ClickException(
+            f"the camera's filesystem is damaged ({len(result.damaged)} found); these were not copied or signed "
+            "and stay on the camera:\n" + "\n".join(lines)
+        )
 
 
 def _key_options(keys_default: str = "") -> Callable[[Callable[..., None]], Callable[..., None]]:

@@ -64,7 +64,7 @@ class DeviceBackend(StrEnum):
 
 class StorageBackend(StrEnum):
     KERNEL = "kernel"  # the station: mount -t vfat/exfat -o ro,nosuid,nodev,noexec
-    USERSPACE = "userspace"  # machines without vfat/exfat in the kernel: exfat-fuse and pyfatfs
+    USERSPACE = "userspace"  # machines without vfat/exfat in the kernel: exfat-fuse and the own FAT reader
     HELPER = "helper"  # the image: the kernel mounts, asked of the root mount helper (devices/volumes/helper.py)
 
 

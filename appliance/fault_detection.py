@@ -3,6 +3,8 @@
 - ``unresponsive``: the camera stopped answering on its control port while it stayed docked;
 - ``storage_error``: its storage could not be read during the offload (the station's own store, or the
   station not being able to open the device node, is not the camera's fault and opens nothing);
+- ``filesystem_damaged``: its filesystem holds damaged files or directories (a looping or cross-linked
+  cluster chain, a truncated card, a failed read): those recordings stay on it and it is not freed;
 - ``no_charge_current``: docked, not full, and the bay draws no current (the ChargeCurrentCheck health check)
   for ``charge_zero_fault_s``;
 - ``not_full``: docked ``full_within_h`` hours without the board reporting it full;
@@ -26,9 +28,10 @@ from appliance.config import MaintenanceSection
 from appliance.gate import Reading
 from appliance.health.charge_current import ChargeCurrentCheck, ChargeReading
 from devices.camera.model import CameraGone
-from devices.volumes import StationSideError, VolumeError
+from devices.volumes import StationSideError, VolumeDamaged, VolumeError
 
 WATCH = "fault_watch"  # StateDB table: per camera, gate clock readings beyond policy in a row
+DAMAGED_NAMED = 10  # damaged files named in a fault's detail (the offload_error log entry names more)
 UNRESPONSIVE_GRACE_S = 2.0  # an error from a camera being pulled out is not a fault: wait for the undock
 
 Report = Callable[[str, str, dict[str, Any]], None]  # (camera, reason, detail): opens a station fault
@@ -72,7 +75,11 @@ class FaultDetector:
     def _error(self, bay: int, data: dict[str, Any]) -> None:
         exc = data.get("exception")
         camera = data["camera"]
-        if isinstance(exc, VolumeError) and not isinstance(exc, StationSideError):
+        if isinstance(exc, VolumeDamaged):
+            named = [{"path": f.path, "reason": f.reason} for f in exc.findings[:DAMAGED_NAMED]]
+            detail = {"bay": bay, "count": len(exc.findings), "files": named, "detail": str(exc)[:300]}
+            self._once(bay, camera, "filesystem_damaged", detail)
+        elif isinstance(exc, VolumeError) and not isinstance(exc, StationSideError):
             self._once(bay, camera, "storage_error", {"bay": bay, "detail": str(exc)[:300]})
         elif isinstance(exc, CameraGone):  # not a wrong password or a serial mismatch: those are alarms
             detail = {"bay": bay, "error": data.get("error", ""), "detail": str(exc)[:300]}

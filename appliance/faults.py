@@ -21,7 +21,14 @@ TABLE = "faults"
 # What an officer can pick at the kiosk (labels: fault.reason.<code> in the message catalogues).
 OFFICER_REASONS = ("no_power", "wont_record", "damaged", "battery", "lens", "buttons", "other")
 # What the station detects by itself.
-STATION_REASONS = ("unresponsive", "storage_error", "no_charge_current", "not_full", "clock_drift")
+STATION_REASONS = (
+    "unresponsive",
+    "storage_error",
+    "filesystem_damaged",
+    "no_charge_current",
+    "not_full",
+    "clock_drift",
+)
 SOURCES = ("officer", "station", "staff")
 MAX_TEXT = 300
 

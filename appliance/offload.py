@@ -3,7 +3,8 @@
 Runs on a worker thread (blocking I/O throughout). Nothing on the camera is modified here. A recording
 already verified in an earlier, interrupted offload of the same dock-to-free cycle (appliance/cycles.py) is
 recognised by (camera, path, size, mtime) and not copied again; one verified before the camera was last freed
-never is.
+never is. A recording the volume's structural check found damaged, or whose read fails, is not copied: it is
+named in an ``offload_error`` entry and the camera is not freed (docs/camera-filesystems.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from appliance.eventlog import Entry, EventLog
 from appliance.evidence import manifest
 from appliance.state.db import StateDB
 from appliance.store import LocalStore, StoredObject
-from devices.volumes import FileEntry, Volume
+from devices.volumes import FileEntry, Finding, Volume, VolumeError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class OffloadResult:
     copied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # listed recordings without a verified copy: never free
+    damaged: list[Finding] = field(default_factory=list)  # damage on the camera's filesystem: never free
     progress: OffloadProgress = field(default_factory=OffloadProgress)
 
 
@@ -108,8 +110,12 @@ class Offloader:
     ) -> OffloadResult:
         serial = str(camera["serial"])
         listed = list(volume.entries())
-        entries = [e for e in listed if is_recording(e, self.extensions)]
-        result = OffloadResult(serial)
+        result = OffloadResult(serial, damaged=[f for f in volume.findings() if f.damage])
+        for note in (f for f in volume.findings() if not f.damage):
+            log.info("bay %s, camera %s: %s: %s", bay, serial, note.path or "(volume)", note.detail)
+        unreadable = {f.path for f in result.damaged}
+        recordings = [e for e in listed if is_recording(e, self.extensions)]
+        entries = [e for e in recordings if e.path not in unreadable]
         progress = result.progress
         progress.files_total = len(entries)
         progress.bytes_total = sum(e.size for e in entries)
@@ -127,18 +133,39 @@ class Offloader:
         finally:
             if self.scheduler is not None:
                 self.scheduler.finish(bay)
-        self._reconcile(bay, serial, listed, entries, result)
+        if result.damaged:
+            self._log_damage(bay, serial, result.damaged)
+        self._reconcile(bay, serial, listed, recordings, result)
         self.events.append(
             "offload_complete",
             {
                 "bay": bay,
                 "camera": serial,
-                "listed": len(entries),
+                "listed": len(recordings),
                 "copied": len(result.copied),
                 "already_verified": len(result.skipped),
+                "damaged": len(result.damaged),
             },
         )
         return result
+
+    def _log_damage(self, bay: int, serial: str, damaged: list[Finding]) -> None:
+        """One entry per offload naming what stays on the camera and why, bounded however much is damaged."""
+        reasons: dict[str, int] = {}
+        for finding in damaged:
+            reasons[finding.reason] = reasons.get(finding.reason, 0) + 1
+        self.events.append(
+            "offload_error",
+            {
+                "bay": bay,
+                "camera": serial,
+                "damaged_count": len(damaged),
+                "reasons": reasons,
+                "damaged": [f.as_dict() for f in damaged[:MAX_DAMAGED_NAMED]],
+            },
+        )
+        first = damaged[0]
+        log.error("bay %s, camera %s: %d damaged, first %s: %s", bay, serial, len(damaged), first.path, first.detail)
 
     def _reconcile(
         self, bay: int, serial: str, listed: list[FileEntry], entries: list[FileEntry], result: OffloadResult
@@ -198,8 +225,14 @@ class Offloader:
                 if self.scheduler is not None:
                     self.scheduler.progress(bay, n, cancel)  # waits here while another bay leads the bus
 
-            with volume.open(entry.path) as source:
-                stored = self.store.ingest(source, entry.size, advance)
+            try:
+                with volume.open(entry.path) as source:
+                    stored = self.store.ingest(source, entry.size, advance)
+            except VolumeError as exc:
+                if cancel.is_set():  # the camera was pulled out: not damage
+                    raise OffloadCancelled(f"stopped during {entry.path}") from exc
+                result.damaged.append(Finding(entry.path, "read_error", str(exc)))
+                continue
             ingest = self.events.append(
                 "ingest",
                 {
@@ -296,6 +329,7 @@ def _next_ingest_sequence(db: TinyDB) -> int:
 
 
 MAX_NAMED = 100  # file names per log entry: a camera full of junk must not make one huge entry
+MAX_DAMAGED_NAMED = 20  # damaged files named per offload_error entry (each with a reason and a bounded detail)
 
 # Every status a recording reaches after its copy has verified; only these are safe to skip.
 SAFE_STATUSES = ("verified", "uploaded")

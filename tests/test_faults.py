@@ -16,7 +16,8 @@ from appliance.config import MaintenanceSection, load_config
 from appliance.fault_detection import FaultDetector
 from appliance.faults import FaultError
 from appliance.maintenance import EntryRequest, MaintenanceError
-from devices.volumes import StationSideError, VolumeError
+from devices.volumes import StationSideError, VolumeDamaged, VolumeError
+from devices.volumes.base import Finding
 from tests.conftest import register_cameras, register_officers, wait_until, write_config, write_test_profile
 from tests.test_checkout import A, B, C, events, ready, refused, setup, tickets
 
@@ -164,7 +165,9 @@ def test_no_fault_for_a_camera_pulled_out_mid_identify(tmp_path, world, sim_serv
 
 def test_station_opens_fault_for_unreadable_storage(tmp_path, world, sim_server, start_station) -> None:
     config = setup(tmp_path, world, {"CAMDISK": {}})
-    mark_fat_bad(world.image_path("CAMDISK"))
+    with open(world.image_path("CAMDISK"), "r+b") as fh:  # the root directory's cluster, past the volume
+        fh.seek(44)
+        fh.write(struct.pack("<I", 0x0FFFFFF0))
     station = start_station(cfg=config)
     sim_server.dock("CAMDISK", 3)
     station.wait_bay(3, "error")
@@ -172,9 +175,20 @@ def test_station_opens_fault_for_unreadable_storage(tmp_path, world, sim_server,
     station_fault(station, "CAMDISK", "storage_error")
 
 
+def test_station_opens_fault_for_a_card_whose_clusters_went_bad(tmp_path, world, sim_server, start_station) -> None:
+    config = setup(tmp_path, world, {"CAMBADC": {}})
+    mark_fat_bad(world.image_path("CAMBADC"))
+    station = start_station(cfg=config)
+    sim_server.dock("CAMBADC", 3)
+    station.wait_bay(3, "error")
+    assert station.bay(3)["message"] == "bay.error.damaged"
+    fault = station_fault(station, "CAMBADC", "filesystem_damaged")
+    assert fault["detail"]["files"] == [{"path": "DCIM", "reason": "bad_fat_entry"}]
+
+
 def mark_fat_bad(image: Path) -> None:
     """Mark every FAT32 cluster but the root directory's bad: the boot sector and free count still read, the
-    directory tree does not (what failing flash in a camera looks like to the offload)."""
+    folders below the root do not (what failing flash in a camera looks like to the offload)."""
     with open(image, "r+b") as fh:
         bpb = fh.read(64)
         sector, reserved, copies = struct.unpack_from("<H", bpb, 11)[0], struct.unpack_from("<H", bpb, 14)[0], bpb[16]
@@ -264,18 +278,21 @@ def test_no_fault_for_a_serial_mismatch(tmp_path, world, sim_server, start_stati
 @pytest.mark.parametrize(
     ("exc", "opened"),
     [
-        (VolumeError("/dev/sda: no recognisable filesystem (blank, corrupted or truncated)"), True),
-        (StationSideError("/dev/sda: cannot probe filesystem: blkid: error: /dev/sda: Permission denied"), False),
-        (StationSideError("mount helper at /run/recterm-mount.sock: [Errno 111] Connection refused"), False),
+        (VolumeError("/dev/sda: no recognisable filesystem (blank, corrupted or truncated)"), "storage_error"),
+        (VolumeDamaged([Finding("DCIM/A.MP4", "chain_loop", "the chain comes back")]), "filesystem_damaged"),
+        (StationSideError("/dev/sda: cannot probe filesystem: blkid: error: /dev/sda: Permission denied"), None),
+        (StationSideError("mount helper at /run/recterm-mount.sock: [Errno 111] Connection refused"), None),
     ],
 )
 def test_only_the_cameras_own_storage_errors_open_a_fault(exc, opened) -> None:
-    """A card that cannot be read is the camera's fault; a node the station may not open, or a mount helper
-    that does not answer, is the station's: an error on the bay, but the camera is not locked out."""
-    reported: list[tuple[str, str]] = []
+    """A card that cannot be read, or holds damaged files, is the camera's fault; a node the station may not
+    open, or a mount helper that does not answer, is the station's: an error on the bay, no lock-out."""
+    reported: list[tuple[str, str, dict]] = []
     detector = FaultDetector(
-        MaintenanceSection(), 60.0, lambda camera, reason, _: reported.append((camera, reason)), {}.get
+        MaintenanceSection(), 60.0, lambda camera, reason, detail: reported.append((camera, reason, detail)), {}.get
     )
     detector.observe("identify", 1, {"camera": "CAMDISK"})
     detector.observe("error", 1, {"camera": "CAMDISK", "error": "bay.error.storage", "exception": exc})
-    assert reported == ([("CAMDISK", "storage_error")] if opened else [])
+    assert [(c, r) for c, r, _ in reported] == ([("CAMDISK", opened)] if opened else [])
+    if opened == "filesystem_damaged":
+        assert reported[0][2]["files"] == [{"path": "DCIM/A.MP4", "reason": "chain_loop"}]

@@ -29,7 +29,8 @@ FsType = Literal["vfat", "exfat"]
 
 MIB = 1024 * 1024
 # Smallest images the formatters accept: FAT32 needs 65525 clusters (33 MiB at 512-byte clusters; below
-# that mkfs.vfat only warns and pyfatfs would take the volume for FAT16); mkfs.exfat fails below 3 MiB.
+# that mkfs.vfat only warns and readers that go by cluster count take the volume for FAT16); mkfs.exfat
+# fails below 3 MiB.
 MIN_SIZE_MIB: dict[str, int] = {"vfat": 33, "exfat": 3}
 _LABEL_MAX = {"vfat": 11, "exfat": 15}
 _EPOCH = datetime(1970, 1, 1)

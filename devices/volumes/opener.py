@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from devices.volumes.base import Volume
+from devices.volumes.checked import CheckedVolume, check_structure
 from devices.volumes.detect import probe_fs_type
+from devices.volumes.directory import DirectoryVolume
+from devices.volumes.fat_volume import FatVolume
 from devices.volumes.helper import mount_via_helper
 from devices.volumes.kernel import mount_kernel
-from devices.volumes.userspace import PyFatVolume, mount_exfat_fuse
+from devices.volumes.userspace import mount_exfat_fuse
 
 
 def open_volume(device: Path, backend: str, mountpoint: Path) -> Volume:
@@ -16,12 +19,18 @@ def open_volume(device: Path, backend: str, mountpoint: Path) -> Volume:
 
     ``backend`` is "kernel" for a station running as root, "helper" for the unprivileged station of the
     image (the kernel mounts through the root mount helper) and "userspace" where the kernel lacks vfat/exfat.
+    Every path checks the filesystem's structure first (devices/volumes/fat_walk.py, exfat_walk.py): the
+    volume reports per-file findings, and a damaged file is never opened.
     """
     fs_type = probe_fs_type(device)
+    if backend == "userspace" and fs_type == "vfat":
+        return FatVolume(device)  # the structural walk is the reader itself
+    structure = check_structure(device, fs_type)  # the station reads the raw device, as blkid just did
+    mounted: DirectoryVolume
     if backend == "helper":
-        return mount_via_helper(device, fs_type, mountpoint)
-    if backend == "kernel":
-        return mount_kernel(device, fs_type, mountpoint)
-    if fs_type == "exfat":
-        return mount_exfat_fuse(device, mountpoint)
-    return PyFatVolume(device)
+        mounted = mount_via_helper(device, fs_type, mountpoint)
+    elif backend == "kernel":
+        mounted = mount_kernel(device, fs_type, mountpoint)
+    else:
+        mounted = mount_exfat_fuse(device, mountpoint)
+    return CheckedVolume(mounted, structure)

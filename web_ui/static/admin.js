@@ -39,6 +39,15 @@ function linkedRows(table, items, cells, attrs = () => ({})) {
   });
 }
 
+// A damaged card's fault names the files left on the camera, each with its reason in words.
+function faultText(f) {
+  const files = f.detail?.files;
+  if (!files?.length) return f.text;
+  const named = files.map((x) => `${x.path || T("maint.damaged_volume")}: ${T(`volume.damage.${x.reason}`)}`);
+  if (f.detail.count > files.length) named.push(T("maint.damaged_more", { n: f.detail.count - files.length }));
+  return named.join("; ");
+}
+
 async function refreshEquipment() {
   const schedule = (await (await fetch("/api/maintenance/schedule")).json()).filter((r) => r.state !== "ok");
   linkedRows($("maintenance-due"), schedule, (r) => [
@@ -46,7 +55,7 @@ async function refreshEquipment() {
     T(`maint.state.${r.state}`),
   ], (r) => ({ camera: r.camera, state: r.state }));
   linkedRows($("open-faults"), await (await fetch("/api/faults")).json(), (f) => [
-    f.camera, T(`fault.reason.${f.reason}`), T(`maint.source.${f.source}`), f.text, local(f.opened_at),
+    f.camera, T(`fault.reason.${f.reason}`), T(`maint.source.${f.source}`), faultText(f), local(f.opened_at),
   ], (f) => ({ camera: f.camera, fault: f.id }));
   const weak = (await (await fetch("/api/battery")).json()).filter((b) => b.weak);
   linkedRows($("weak-batteries"), weak, (b) => [
