@@ -14,7 +14,11 @@ camera through QMP, cut the power mid-offload, boot again and check that nothing
    and a usb-storage (the FAT32 image) behind it, one camera on port 1-1 as the station sees it.
 5. Power cut: kill QEMU while the station is copying (one recording verified, the next one half written).
 6. Boot again, dock the camera again: the station resumes, verifies every recording, frees the camera.
-7. Power off; from the host, check the data partition: every recording that was on the camera is in the
+7. A damaged camera in bay 2: a real FAT32 image one of whose recordings' cluster chain loops back on itself.
+   Read through the guest kernel's vfat (which follows the loop), it must still be refused: the good
+   recordings verified, the damaged one named in an offload_error entry, a filesystem_damaged fault opened,
+   nothing freed (docs/camera-filesystems.md).
+8. Power off; from the host, check the data partition: every recording that was on the camera is in the
    store exactly once with its hash, `recterm verify` passes on the store, manifests and log.
 """
 
@@ -44,8 +48,10 @@ from appliance import inventory  # noqa: E402
 from appliance.state.db import StateDB  # noqa: E402
 from devices.sim.firmware import CameraFirmware, StreamEndpoint  # noqa: E402
 from devices.sim.world import SimWorld  # noqa: E402
+from tests.fatimages import clusters, listed_fat, set_fat  # noqa: E402
 
 SERIAL = "IMGCAM1"
+DAMAGED_SERIAL = "IMGBAD1"  # bay 2: a recording whose cluster chain loops
 CLIPS = 4
 EXTRA_DISK_GIB = 4
 CLIP_SECONDS = 600  # about 33 MB each: long enough to cut the power in the middle of one
@@ -155,7 +161,10 @@ def enrol_camera(data: Path, uid: int, gid: int) -> None:
     state.mkdir(parents=True, exist_ok=True)
     db = StateDB(state / "state.json")
     try:
-        db.call(lambda tdb: inventory.upsert_camera(tdb, SERIAL, model="DSJ-S1", vendor="SIMCAM", driver="serial"))
+        for serial in (SERIAL, DAMAGED_SERIAL):
+            db.call(
+                lambda tdb, s=serial: inventory.upsert_camera(tdb, s, model="DSJ-S1", vendor="SIMCAM", driver="serial")
+            )
     finally:
         db.close()
     for path in (station, state, *state.iterdir()):
@@ -209,19 +218,33 @@ def camera_files(image: Path) -> dict[str, str]:
 
 def make_camera(work: Path) -> tuple[SimWorld, Path]:
     world = SimWorld(work / "sim")
-    world.init({1: "1-1"})
+    world.init({1: "1-1", 2: "1-2"})
     world.create_camera(SERIAL, fs_type="vfat", size_mib=256)
     world.record(SERIAL, CLIPS, seconds=CLIP_SECONDS)
     return world, world.image_path(SERIAL)
+
+
+def make_damaged_camera(world: SimWorld) -> tuple[Path, list[str]]:
+    """Three short recordings on FAT32; the second one's chain loops back (its last clusters repeat)."""
+    world.create_camera(DAMAGED_SERIAL, fs_type="vfat", size_mib=64)
+    world.record(DAMAGED_SERIAL, 3, seconds=20)
+    image = world.image_path(DAMAGED_SERIAL)
+    paths = sorted(listed_fat(image))
+    chain = clusters(image, paths[1])
+    if len(chain) < 3:
+        raise SystemExit(f"{paths[1]} holds {len(chain)} clusters: too short to loop")
+    set_fat(image, chain[2], chain[1])
+    return image, paths
 
 
 class FirmwareSocket:
     """The camera's control firmware on a Unix socket; QEMU's usb-serial connects to it (chardev socket).
     Each connection (one per QEMU run) gets its own endpoint on the same simulated camera."""
 
-    def __init__(self, world: SimWorld, path: Path) -> None:
+    def __init__(self, world: SimWorld, path: Path, serial: str = SERIAL) -> None:
         self.world = world
         self.path = path
+        self.serial = serial
         self.server = socket.socket(socket.AF_UNIX)
         self.server.bind(str(path))
         self.server.listen(2)
@@ -234,7 +257,7 @@ class FirmwareSocket:
                 conn, _ = self.server.accept()
             except OSError:
                 return
-            self.endpoints.append(StreamEndpoint(CameraFirmware(self.world, SERIAL), conn.detach()))
+            self.endpoints.append(StreamEndpoint(CameraFirmware(self.world, self.serial), conn.detach()))
 
     def close(self) -> None:
         self.server.close()
@@ -269,17 +292,18 @@ class Qmp:
                 raise RuntimeError(f"QMP {command}: {reply['error']}")
 
 
-def dock_camera(qmp: Qmp, image: Path, firmware_socket: Path) -> None:
-    """One camera on xHCI port 1: a hub carrying its control port (FTDI serial) and its storage."""
+def dock_camera(qmp: Qmp, image: Path, firmware_socket: Path, port: int = 1, serial: str = SERIAL) -> None:
+    """One camera on xHCI port ``port``: a hub carrying its control port (FTDI serial) and its storage."""
+    tag = f"cam{port}"
     chardev = {"type": "unix", "data": {"path": str(firmware_socket)}}
-    qmp.call("chardev-add", id="camctl", backend={"type": "socket", "data": {"addr": chardev, "server": False}})
+    qmp.call("chardev-add", id=f"{tag}ctl", backend={"type": "socket", "data": {"addr": chardev, "server": False}})
     backing = {"driver": "file", "filename": str(image), "read-only": True}
-    qmp.call("blockdev-add", **{"node-name": "camdisk", "driver": "raw", "read-only": True, "file": backing})
-    qmp.call("device_add", driver="usb-hub", id="camhub", bus="xhci.0", port="1")
-    qmp.call("device_add", driver="usb-serial", id="camserial", chardev="camctl", bus="xhci.0", port="1.2",
-             serial=SERIAL)  # fmt: skip
-    qmp.call("device_add", driver="usb-storage", id="camstorage", drive="camdisk", bus="xhci.0", port="1.1",
-             serial=SERIAL)  # fmt: skip
+    qmp.call("blockdev-add", **{"node-name": f"{tag}disk", "driver": "raw", "read-only": True, "file": backing})
+    qmp.call("device_add", driver="usb-hub", id=f"{tag}hub", bus="xhci.0", port=str(port))
+    qmp.call("device_add", driver="usb-serial", id=f"{tag}serial", chardev=f"{tag}ctl", bus="xhci.0",
+             port=f"{port}.2", serial=serial)  # fmt: skip
+    qmp.call("device_add", driver="usb-storage", id=f"{tag}storage", drive=f"{tag}disk", bus="xhci.0",
+             port=f"{port}.1", serial=serial)  # fmt: skip
 
 
 def healthy(port: int) -> bool:
@@ -374,7 +398,7 @@ PROGRESS = r"^IMAGETEST progress mounted=(\S+) objects=(\d+) partial=(\d+)"
 def check_no_bay_error(line: str) -> None:
     """Stop at once when the station gives up on the camera (appliance/bays.py logs "bay N (SERIAL): why"):
     waiting out the timeouts would only hide the reason."""
-    if re.match(r"IMAGETEST journal appliance\.bays: bay \d+ \(", line):
+    if re.match(rf"IMAGETEST journal appliance\.bays: bay 1 \({SERIAL}\)", line):
         raise SystemExit(f"the station failed the camera: {line}")
 
 
@@ -399,7 +423,31 @@ def cut_mid_offload(guest: Guest, total: int, timeout: float) -> int:
     raise SystemExit(f"no offload in progress after {timeout:g} s; see {guest.console}")
 
 
-def check_data_partition(disk: Path, work: Path, expected: dict[str, str], python: Path) -> list[str]:
+def check_damaged_camera(tables: dict, entries: list[dict], paths: list[str]) -> list[str]:
+    """The damaged camera: its good recordings verified, the looping one named and faulted, nothing freed."""
+    failures = []
+    recordings = tables.get("recordings", {}).values()
+    rows = sorted(r["camera_path"] for r in recordings if r["camera_serial"] == DAMAGED_SERIAL)
+    if rows != [paths[0], paths[2]]:
+        failures.append(f"damaged camera: rows for {rows}, expected the two good recordings {[paths[0], paths[2]]}")
+    errors = [e["body"] for e in entries if e["type"] == "offload_error" and e["body"]["camera"] == DAMAGED_SERIAL]
+    named = {(d["path"], d["reason"]) for body in errors for d in body["damaged"]}
+    if (paths[1], "chain_loop") not in named:
+        failures.append(f"damaged camera: no offload_error naming {paths[1]} as chain_loop (found {sorted(named)})")
+    opened = [e["body"] for e in entries if e["type"] == "fault_opened" and e["body"].get("camera") == DAMAGED_SERIAL]
+    if not any(f.get("reason") == "filesystem_damaged" for f in opened):
+        failures.append(f"damaged camera: no filesystem_damaged fault opened ({opened})")
+    freed = [e for e in entries if e["type"] in ("camera_freed", "camera_free_requested")]
+    if any(e["body"].get("camera") == DAMAGED_SERIAL for e in freed):
+        failures.append("damaged camera: the station asked it to free its storage")
+    if not failures:
+        log(f"damaged camera: {paths[1]} refused as chain_loop, fault opened, 2 good recordings verified, not freed")
+    return failures
+
+
+def check_data_partition(
+    disk: Path, work: Path, expected: dict[str, str], python: Path, damaged_paths: list[str]
+) -> list[str]:
     """After the last boot: every recording in the store exactly once, verified; `recterm verify` passes."""
     failures = []
     with mounted(disk, partitions(disk)["data"], work / "mnt-data", read_only=True) as data:
@@ -429,6 +477,7 @@ def check_data_partition(disk: Path, work: Path, expected: dict[str, str], pytho
             failures.append(f"the log's ingest entries {logged} are not the camera's recordings, once each")
         if not any(e["type"] == "camera_freed" and e["body"].get("camera") == SERIAL for e in entries):
             failures.append("no camera_freed entry in the log")
+        failures += check_damaged_camera(tables, entries, damaged_paths)
         leftovers = list((station / "store" / "tmp").iterdir())
         if leftovers:
             failures.append(f"partial copies left in the store: {[p.name for p in leftovers]}")
@@ -464,8 +513,10 @@ def main() -> None:
     disk = prepare(args.image_dir, work)
     world, camera = make_camera(work)
     expected = camera_files(camera)
+    damaged, damaged_paths = make_damaged_camera(world)
     log(f"camera {SERIAL}: {len(expected)} recordings, {camera.stat().st_size >> 20} MiB FAT32 image")
     firmware = FirmwareSocket(world, work / "camera-control.sock")
+    damaged_firmware = FirmwareSocket(world, work / "damaged-control.sock", DAMAGED_SERIAL)
     failures: list[str] = []
     guest: Guest | None = None
     try:
@@ -496,6 +547,12 @@ def main() -> None:
         left = camera_files(camera)
         if left:
             failures.append(f"the camera was not freed after every recording was verified: {sorted(left)}")
+        log(f"docking the damaged camera {DAMAGED_SERIAL} in bay 2 (a looping cluster chain in {damaged_paths[1]})")
+        dock_camera(guest.qmp, damaged, damaged_firmware.path, port=2, serial=DAMAGED_SERIAL)
+        refused = guest.wait_for(rf"IMAGETEST journal appliance\.bays: bay 2 \({DAMAGED_SERIAL}\): (.*)", 900)
+        log(f"the station refused the damaged camera: {refused.group(1)[:200]}")
+        if sorted(listed_fat(damaged)) != damaged_paths:
+            failures.append("the damaged camera lost recordings")
         second = guest.report()
         guest.power_off()
         guest = None
@@ -519,7 +576,7 @@ def main() -> None:
             failures.append("WeasyPrint cannot make a PDF in the image")
         if not any(line.startswith("IMAGETEST ffprobe ffprobe version") for line in second):
             failures.append("ffprobe is missing from the image")
-        failures += check_data_partition(disk, work, expected, Path(sys.executable))
+        failures += check_data_partition(disk, work, expected, Path(sys.executable), damaged_paths)
         log(f"total {time.monotonic() - started:.0f} s")
         if failures:
             raise SystemExit("FAILED:\n  " + "\n  ".join(failures))
@@ -528,6 +585,7 @@ def main() -> None:
         if guest is not None:
             guest.close()
         firmware.close()
+        damaged_firmware.close()
 
 
 if __name__ == "__main__":
