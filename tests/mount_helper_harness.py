@@ -113,8 +113,9 @@ def loop_device(image: Path, fs: str, files: dict[str, bytes] | None = None) -> 
     )
     try:
         yield loop
-    finally:
-        subprocess.run(["umount", "-q", "-A", str(loop)], check=False, capture_output=True)
+    finally:  # by mount point: the helper's mounts name /proc/self/fd/N as source, so umount -A LOOP misses them
+        for where, _ in reversed(mounts_of(loop)):
+            subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
         subprocess.run(["losetup", "-d", str(loop)], check=False)
 
 
