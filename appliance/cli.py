@@ -16,6 +16,7 @@ import click
 
 from appliance import __version__
 from appliance.config import ConfigError, dump_config, load_config
+from appliance.evidence import checkpoint_policy as cp
 from appliance.offload import OffloadProgress
 from appliance.policy import PolicyError
 
@@ -283,12 +284,29 @@ def _key_options(keys_default: str = "") -> Callable[[Callable[..., None]], Call
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_key_options("; default DATA_DIR/keys")
-def verify(data_dir: Path, pubkey: Path | None, keys_dir: Path | None) -> None:
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(*cp.EVERY_RANGE),
+    default=cp.DEFAULT_EVERY,
+    show_default=True,
+    help="Checkpoint policy for entries that no signed boot entry declares one for: entries between checkpoints.",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=click.FloatRange(*cp.INTERVAL_RANGE_S),
+    default=cp.DEFAULT_INTERVAL_S,
+    show_default=True,
+    help="... and seconds between checkpoints.",
+)
+def verify(
+    data_dir: Path, pubkey: Path | None, keys_dir: Path | None, checkpoint_every: int, checkpoint_interval: float
+) -> None:
     """Re-hash the store, check every manifest, the log's Merkle tree and every checkpoint."""
     from appliance.evidence.verify import load_public_key, verify_data_dir
 
+    policy = cp.CheckpointPolicy(checkpoint_every, checkpoint_interval)
     try:
-        report = verify_data_dir(data_dir, load_public_key(pubkey) if pubkey else None, keys_dir)
+        report = verify_data_dir(data_dir, load_public_key(pubkey) if pubkey else None, keys_dir, policy)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot verify {data_dir}: {exc}") from None
     _report_and_exit(report)

@@ -144,3 +144,12 @@ def test_a_lan_listener_needs_tls(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"reachable from the LAN: set web\.tls = true"):
         load_config(path, environ={"RECTERM_WEB__HOST": "0.0.0.0"})
     assert load_config(path, environ={"RECTERM_WEB__HOST": "0.0.0.0", "RECTERM_WEB__TLS": "true"}).web.tls
+
+
+def test_the_log_checkpoint_policy_is_a_bounded_setting(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD + "\n[log]\ncheckpoint_every = 16\ncheckpoint_interval_s = 60\n"), {})
+    assert (config.log.checkpoint_every, config.log.checkpoint_interval_s) == (16, 60.0)
+    assert load_config(write(tmp_path, GOOD), {}).log.checkpoint_every == 256
+    for bad in ("checkpoint_every = 0", "checkpoint_every = 100000", "checkpoint_interval_s = 0.5"):
+        with pytest.raises(ConfigError, match=r"log\.checkpoint_"):
+            load_config(write(tmp_path, GOOD + f"\n[log]\n{bad}\n"), {})
