@@ -269,3 +269,41 @@ def test_a_latest_note_left_behind_by_removed_checkpoints_is_caught(copy: Path) 
     (checkpoints / "latest.note").write_bytes(first.read_bytes())  # an old latest, newer ones kept
     code, output = run_verify(copy)
     assert code == 1 and "numbered checkpoints are newer" in output, output
+
+
+class Died(BaseException):
+    """The process dies here."""
+
+
+def test_an_ingest_whose_manifest_a_crash_prevented_is_a_notice_until_redone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.single_offload import offload_once
+    from appliance.store import LocalStore
+
+    image = tmp_path / "camera.img"
+    media.create_image(image, "vfat", 40, label="CAM0002")
+    media.record(image, "CAM0002", datetime(2026, 3, 5, 9, 0, 0), count=3, seconds=2.0)
+    real = LocalStore.put_manifest
+    calls = []
+
+    def dies_on_the_second(self: LocalStore, *args: object) -> Path:
+        calls.append(args)
+        if len(calls) == 2:
+            raise Died
+        return real(self, *args)
+
+    monkeypatch.setattr(LocalStore, "put_manifest", dies_on_the_second)
+    with pytest.raises(Died):
+        offload_once(image, tmp_path / "data", {"serial": "CAM0002", "model": ""})
+    code, output = run_verify(tmp_path / "data")
+    assert code == 0, output
+    assert "ingest without a manifest: the station stopped right after it (a crash)" in output
+    # Had the offload gone on after that ingest, its manifest would exist: then it was removed.
+    _append(tmp_path / "data", ("offload_complete", {"bay": 0, "camera": "CAM0002", "copied": 3}))
+    code, output = run_verify(tmp_path / "data")
+    assert code == 1 and "ERROR log entry 3: ingest without a manifest" in output, output
+    monkeypatch.setattr(LocalStore, "put_manifest", real)
+    offload_once(image, tmp_path / "data", {"serial": "CAM0002", "model": ""})  # the next dock redoes it
+    code, output = run_verify(tmp_path / "data")
+    assert code == 0 and "log entry 3: ingest interrupted before its manifest; redone later" in output, output

@@ -32,6 +32,8 @@ from appliance.evidence.note import NoteError
 
 LATEST = "latest.note"
 DECLARING = "boot"  # the entry type that declares the checkpoint policy (EventLog.declare)
+# What one offload logs after an ingest entry (appliance/offload.py): the next file, or the end.
+OFFLOAD_EVENTS = ("ingest", "offload_complete", "offload_interrupted", "camera_freed")
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,8 @@ def verify_data_dir(
     chain = key_chain(public_key, keys_dir, data_dir / "keys")
     entries, epochs = _check_log(data_dir / "log", chain, report, policy or CheckpointPolicy())
     _check_objects(data_dir / "store", report)
-    _check_manifests(data_dir / "store", entries, epochs, report)
-    _check_frees(entries, report)
+    with_manifest = _check_manifests(data_dir / "store", entries, epochs, report)
+    _check_frees(entries, with_manifest, report)
     return report
 
 
@@ -287,7 +289,9 @@ def _check_objects(store: Path, report: Report) -> None:
             report.error(f"store/objects/{path.parent.name}/{path.name}", "content does not match its SHA-256")
 
 
-def _check_manifests(store: Path, entries: dict[int, Entry], epochs: Epochs, report: Report) -> None:
+def _check_manifests(store: Path, entries: dict[int, Entry], epochs: Epochs, report: Report) -> set[int]:
+    """Every manifest against its ingest entry and every ingest against its manifest; the ingest entries that
+    have one."""
     deleted = _deleted_after_receipt(entries, report)
     with_manifest: set[int] = set()
     for path in sorted((store / "manifests").glob("*/*.json")):
@@ -324,8 +328,30 @@ def _check_manifests(store: Path, entries: dict[int, Entry], epochs: Epochs, rep
             continue
         if (entry.body.get("sha256"), entry.body.get("camera_path")) in redone:
             report.notice(f"log entry {index}", "ingest interrupted before its manifest; redone later")
-        else:
+        elif _offload_went_on(entries, index):
             report.error(f"log entry {index}", "ingest without a manifest")
+        else:
+            report.notice(
+                f"log entry {index}",
+                "ingest without a manifest: the station stopped right after it (a crash); the camera keeps the "
+                "recording until it is copied again",
+            )
+    return with_manifest
+
+
+def _offload_went_on(entries: dict[int, Entry], index: int) -> bool:
+    """Whether the offload that logged ingest ``index`` logged more before the station next started: the
+    manifest is written right after its ingest entry, in the same offload, so then it must exist."""
+    camera = entries[index].body.get("camera")
+    for later in range(index + 1, max(entries, default=index) + 1):
+        entry = entries.get(later)
+        if entry is None:
+            continue
+        if entry.type == DECLARING:
+            return False
+        if entry.body.get("camera") == camera and entry.type in OFFLOAD_EVENTS:
+            return True
+    return False
 
 
 def _deleted_after_receipt(entries: dict[int, Entry], report: Report) -> set[str]:
@@ -350,11 +376,12 @@ def _deleted_after_receipt(entries: dict[int, Entry], report: Report) -> set[str
     return deleted
 
 
-def _check_frees(entries: dict[int, Entry], report: Report) -> None:
+def _check_frees(entries: dict[int, Entry], with_manifest: set[int], report: Report) -> None:
+    """A camera may be freed only of recordings ingested, with a signed manifest, before."""
     verified: dict[tuple[str, str], int] = {}
     for index in sorted(entries):
         entry = entries[index]
-        if entry.type == "ingest":
+        if entry.type == "ingest" and index in with_manifest:
             verified.setdefault((entry.body.get("sha256"), entry.body.get("camera_path")), index)
         elif entry.type == "camera_freed":
             files = entry.body.get("files", [])
