@@ -316,9 +316,15 @@ def _report_and_exit(report: Report) -> None:
     """`recterm verify` and `recterm audit`: every finding, a summary line, exit 0 only when all holds."""
     for finding in report.findings:
         click.echo(str(finding))
+    ingests = report.ingests
+    accounted = (
+        f"; ingests: {ingests.received} received, {ingests.pending} pending, {ingests.missing} missing"
+        if ingests is not None
+        else ""
+    )
     click.echo(
         f"{'OK' if report.ok else 'FAILED'}: {report.entries} log entries, {report.checkpoints} checkpoints, "
-        f"{report.objects} recordings, {report.manifests} manifests"
+        f"{report.objects} recordings, {report.manifests} manifests{accounted}"
     )
     sys.exit(0 if report.ok else 1)
 
@@ -329,7 +335,14 @@ def _report_and_exit(report: Report) -> None:
 @click.option("--endpoint", help="S3 endpoint URL (for s3:// targets).")
 @click.option("--credentials", type=click.Path(exists=True, path_type=Path), help="S3 credentials file (TOML).")
 @click.option("--region", default="default", show_default=True)
-@click.option("--policy", "policy_id", help="Policy profile id: also report uploads after their deadline.")
+@click.option(
+    "--policy",
+    "policy_id",
+    help="Policy profile id for deadlines and retention (default: the one the station's signed boot entries declare).",
+)
+@click.option(
+    "--policy-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="... or a profile file."
+)
 @click.option("--no-lock-check", is_flag=True, help="Do not require COMPLIANCE locks (a bucket without lock).")
 def audit(
     target: str,
@@ -339,6 +352,7 @@ def audit(
     credentials: Path | None,
     region: str,
     policy_id: str | None,
+    policy_file: Path | None,
     no_lock_check: bool,
 ) -> None:
     """Check an upload target (s3://BUCKET/STATION or ARCHIVE_DIR/STATION) against manifests and the log."""
@@ -353,7 +367,7 @@ def audit(
         raise click.UsageError("give the station's key: --pubkey PEM or --keys DIR (with its key history)")
     try:
         chain = key_chain(load_public_key(pubkey) if pubkey else None, keys_dir, keys_dir or Path())
-        policy = load_profile(policy_id) if policy_id else None
+        policy = load_profile(policy_id or "", policy_file) if policy_id or policy_file else None
         bucket: DirectoryBucket | S3Bucket
         if target.startswith("s3://"):
             from appliance.central.s3 import S3StoreError, make_client

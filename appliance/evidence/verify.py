@@ -41,9 +41,20 @@ class Finding:
     where: str
     problem: str
     error: bool = True
+    pending: bool = False  # not an error yet: due later (an upload within its deadline)
 
     def __str__(self) -> str:
-        return f"{'ERROR' if self.error else 'note '} {self.where}: {self.problem}"
+        label = "ERROR" if self.error else "PENDING" if self.pending else "note "
+        return f"{label} {self.where}: {self.problem}"
+
+
+@dataclass
+class Accounting:
+    """`recterm audit`: what became of every recording the uploaded log says was ingested."""
+
+    received: int = 0  # receipted in the log, and its object is in the store
+    pending: int = 0  # no receipt yet, within its upload deadline
+    missing: int = 0  # no receipt, past its upload deadline (or no deadline known)
 
 
 @dataclass
@@ -53,6 +64,7 @@ class Report:
     objects: int = 0
     manifests: int = 0
     checkpoints: int = 0
+    ingests: Accounting | None = None  # audit only
 
     @property
     def ok(self) -> bool:
@@ -63,6 +75,9 @@ class Report:
 
     def notice(self, where: str, problem: str) -> None:
         self.findings.append(Finding(where, problem, error=False))
+
+    def pending(self, where: str, problem: str) -> None:
+        self.findings.append(Finding(where, problem, error=False, pending=True))
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
