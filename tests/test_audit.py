@@ -95,6 +95,8 @@ def test_missing_manifest_fails_naming_it(rgw: Rgw, honest) -> None:
     rgw.client().delete_object(Bucket=copy, Key=keys[0] + ".manifest.json")
     result = run_audit(rgw, copy, credentials, pubkey, "--no-lock-check")
     assert result.exit_code == 1 and f"ERROR {keys[0]}.manifest.json: manifest missing for {keys[0]}" in result.output
+    locks_too = run_audit(rgw, copy, credentials, pubkey)  # retention is read only of what is there
+    assert locks_too.exit_code == 1 and f"manifest missing for {keys[0]}" in locks_too.output, locks_too.output
 
 
 def test_rewritten_log_fails_naming_the_checkpoint(rgw: Rgw, honest) -> None:

@@ -408,6 +408,8 @@ def _check_class_lock(
     need = lock_for(cls, ingested, profile)
     newest, tagged_at = _class_of(ingest, classes)
     for target in (key, manifest_key(key)):
+        if target != key and bucket.read(target) is None:
+            continue  # a missing manifest is reported as such
         actual = _check_lock_covers(bucket, target, need, cls, report)
         if _holds(actual, need) and not _holds(actual, wanted := stronger(need, lock_for(newest, ingested, profile))):
             report.pending(
