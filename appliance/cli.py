@@ -296,7 +296,7 @@ def _key_options(keys_default: str = "") -> Callable[[Callable[..., None]], Call
     type=click.FloatRange(*cp.INTERVAL_RANGE_S),
     default=cp.DEFAULT_INTERVAL_S,
     show_default=True,
-    help="... and seconds between checkpoints.",
+    help="The same policy's seconds between checkpoints.",
 )
 def verify(
     data_dir: Path, pubkey: Path | None, keys_dir: Path | None, checkpoint_every: int, checkpoint_interval: float
@@ -341,7 +341,9 @@ def _report_and_exit(report: Report) -> None:
     help="Policy profile id for deadlines and retention (default: the one the station's signed boot entries declare).",
 )
 @click.option(
-    "--policy-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="... or a profile file."
+    "--policy-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A site's own policy profile file instead.",
 )
 @click.option("--no-lock-check", is_flag=True, help="Do not require COMPLIANCE locks (a bucket without lock).")
 def audit(

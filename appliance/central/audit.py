@@ -2,14 +2,16 @@
 
 Works on an S3 bucket (``s3://BUCKET/STATION``) or an archive directory (``DIR/STATION``). It rebuilds the
 station's event log from the uploaded segments (contiguous, from entry 0), recomputes the Merkle tree and
-checks every uploaded signed checkpoint against it, so a rewritten or truncated log fails. For every
-upload receipt in that log it re-hashes the stored object, checks its signed manifest (signature, hash,
-ingest entry) and, on S3, its COMPLIANCE lock. Every local deletion must follow the receipt of the same
-object; with a policy profile, receipts after the upload deadline are reported late. Objects nobody
-receipted are listed as extra (a station that crashed before logging its receipt uploads them again).
-Keys: one pinned key, or the station's key history, each key trusted only for the log entries it was in use
-for (appliance/evidence/keychain.py). Layout: docs/s3-layout.md.
-"""
+checks every uploaded signed checkpoint against it, so a rewritten or truncated log fails; entries past the
+newest checkpoint that verifies are not trusted. For every upload receipt in that log it re-hashes the
+stored object, checks its signed manifest (signature, hash, ingest entry) and its COMPLIANCE lock and
+retention against the class the log's classification entries give it. Every ingest is accounted for:
+received, pending within its upload deadline, or missing after it. Every local deletion must follow the
+receipt of the same object; receipts after the upload deadline are reported late. Deadlines and retention
+periods come from ``--policy``, else from the profile the station declared in its covered boot entries.
+Objects nobody receipted are listed as extra (a station that crashed before logging its receipt uploads
+them again). Keys: one pinned key, or the station's key history, each key trusted only for the log entries
+it was in use for (appliance/evidence/keychain.py). Layout: docs/s3-layout.md."""
 
 from __future__ import annotations
 

@@ -1,11 +1,14 @@
 """`recterm verify DIR`: check a station's data directory without trusting the station.
 
 Re-hashes every stored recording, checks every manifest's signature and its binding to the ingest entry
-in the log, recomputes the log's Merkle tree from the entries and checks every signed checkpoint against
-it, and checks that no camera was freed of a recording the station had not verified. Keys: the station's
+in the log, recomputes the log's Merkle tree from the entries and checks every signed note (latest.note
+included) against it, holds every stretch between checkpoints and the uncovered tail to the checkpoint
+policy the station declared (docs/event-log.md), and checks that no camera was freed of a recording the
+station had not verified. Keys: the station's
 current key and its key history (keys/), each trusted only for the log entries it was in use for
 (appliance/evidence/keychain.py); a pinned ``--pubkey`` alone means one key and no rotation. Errors make the
-check fail; notices describe harmless crash artefacts (a torn last line, an ingest redone after a crash).
+check fail; notices describe harmless crash artefacts (a torn last line, entries after the last checkpoint
+within the policy, an ingest redone after a crash or cut short by one).
 """
 
 from __future__ import annotations
