@@ -16,6 +16,7 @@ import click
 
 from appliance import __version__
 from appliance.config import ConfigError, dump_config, load_config
+from appliance.evidence import checkpoint_policy as cp
 from appliance.offload import OffloadProgress
 from appliance.policy import PolicyError
 
@@ -298,12 +299,29 @@ def _key_options(keys_default: str = "") -> Callable[[Callable[..., None]], Call
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_key_options("; default DATA_DIR/keys")
-def verify(data_dir: Path, pubkey: Path | None, keys_dir: Path | None) -> None:
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(*cp.EVERY_RANGE),
+    default=cp.DEFAULT_EVERY,
+    show_default=True,
+    help="Checkpoint policy for entries that no signed boot entry declares one for: entries between checkpoints.",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=click.FloatRange(*cp.INTERVAL_RANGE_S),
+    default=cp.DEFAULT_INTERVAL_S,
+    show_default=True,
+    help="The same policy's seconds between checkpoints.",
+)
+def verify(
+    data_dir: Path, pubkey: Path | None, keys_dir: Path | None, checkpoint_every: int, checkpoint_interval: float
+) -> None:
     """Re-hash the store, check every manifest, the log's Merkle tree and every checkpoint."""
     from appliance.evidence.verify import load_public_key, verify_data_dir
 
+    policy = cp.CheckpointPolicy(checkpoint_every, checkpoint_interval)
     try:
-        report = verify_data_dir(data_dir, load_public_key(pubkey) if pubkey else None, keys_dir)
+        report = verify_data_dir(data_dir, load_public_key(pubkey) if pubkey else None, keys_dir, policy)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot verify {data_dir}: {exc}") from None
     _report_and_exit(report)
@@ -313,9 +331,15 @@ def _report_and_exit(report: Report) -> None:
     """`recterm verify` and `recterm audit`: every finding, a summary line, exit 0 only when all holds."""
     for finding in report.findings:
         click.echo(str(finding))
+    ingests = report.ingests
+    accounted = (
+        f"; ingests: {ingests.received} received, {ingests.pending} pending, {ingests.missing} missing"
+        if ingests is not None
+        else ""
+    )
     click.echo(
         f"{'OK' if report.ok else 'FAILED'}: {report.entries} log entries, {report.checkpoints} checkpoints, "
-        f"{report.objects} recordings, {report.manifests} manifests"
+        f"{report.objects} recordings, {report.manifests} manifests{accounted}"
     )
     sys.exit(0 if report.ok else 1)
 
@@ -326,7 +350,16 @@ def _report_and_exit(report: Report) -> None:
 @click.option("--endpoint", help="S3 endpoint URL (for s3:// targets).")
 @click.option("--credentials", type=click.Path(exists=True, path_type=Path), help="S3 credentials file (TOML).")
 @click.option("--region", default="default", show_default=True)
-@click.option("--policy", "policy_id", help="Policy profile id: also report uploads after their deadline.")
+@click.option(
+    "--policy",
+    "policy_id",
+    help="Policy profile id for deadlines and retention (default: the one the station's signed boot entries declare).",
+)
+@click.option(
+    "--policy-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A site's own policy profile file instead.",
+)
 @click.option("--no-lock-check", is_flag=True, help="Do not require COMPLIANCE locks (a bucket without lock).")
 def audit(
     target: str,
@@ -336,6 +369,7 @@ def audit(
     credentials: Path | None,
     region: str,
     policy_id: str | None,
+    policy_file: Path | None,
     no_lock_check: bool,
 ) -> None:
     """Check an upload target (s3://BUCKET/STATION or ARCHIVE_DIR/STATION) against manifests and the log."""
@@ -350,7 +384,7 @@ def audit(
         raise click.UsageError("give the station's key: --pubkey PEM or --keys DIR (with its key history)")
     try:
         chain = key_chain(load_public_key(pubkey) if pubkey else None, keys_dir, keys_dir or Path())
-        policy = load_profile(policy_id) if policy_id else None
+        policy = load_profile(policy_id or "", policy_file) if policy_id or policy_file else None
         bucket: DirectoryBucket | S3Bucket
         if target.startswith("s3://"):
             from appliance.central.s3 import S3StoreError, make_client

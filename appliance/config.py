@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
 
+from appliance.evidence import checkpoint_policy as cp
 from devices.volumes.helper import DEFAULT_MOUNT_ROOT as HELPER_MOUNT_ROOT
 
 ENV_PREFIX = "RECTERM_"
@@ -261,6 +262,17 @@ class MaintenanceSection(_Section):
     battery_min_span_pct: Annotated[int, Field(ge=5, le=100)] = 20  # charge span that gives a capacity estimate
 
 
+class LogSection(_Section):
+    """The event log's checkpoint policy (docs/event-log.md): a signed checkpoint at least every
+    ``checkpoint_every`` entries and ``checkpoint_interval_s`` seconds. Declared in the station's ``boot``
+    entry, it is also the bound `recterm verify` holds the uncovered entries to."""
+
+    checkpoint_every: Annotated[int, Field(ge=cp.EVERY_RANGE[0], le=cp.EVERY_RANGE[1])] = cp.DEFAULT_EVERY
+    checkpoint_interval_s: Annotated[
+        float, Field(ge=cp.INTERVAL_RANGE_S[0], le=cp.INTERVAL_RANGE_S[1], allow_inf_nan=False)
+    ] = cp.DEFAULT_INTERVAL_S
+
+
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -295,6 +307,7 @@ class StationConfig(_Section):
     security: SecuritySection = SecuritySection()
     discovery: DiscoverySection = DiscoverySection()
     maintenance: MaintenanceSection = MaintenanceSection()
+    log: LogSection = LogSection()
     logging: LoggingSection = LoggingSection()
 
     @model_validator(mode="after")

@@ -4,8 +4,10 @@ signed checkpoints). Format: docs/event-log.md.
 Every event the station acts on is appended here, and fsynced, before anyone is told it happened. Each
 entry is one canonical-JSON line (RFC 8785) with a gap-free sequence number, the wall clock, the boot id
 and the monotonic clock. The leaf hash of each entry goes into a Merkle tree; every ``checkpoint_every``
-entries, every ``checkpoint_interval_s`` seconds and on close the station signs a checkpoint of the tree.
-An altered, dropped or reordered entry no longer matches a signed checkpoint.
+entries, every ``checkpoint_interval_s`` seconds (by the entries' ``mono_ns``), on open when entries are
+uncovered, around a declaring entry (``declare``) and on close the station signs a checkpoint of the tree.
+An altered, dropped or reordered entry no longer matches a signed checkpoint, and the checkpoint policy
+(appliance/evidence/checkpoint_policy.py) bounds how many entries an honest log leaves uncovered.
 
 Files in the log directory:
 
@@ -38,6 +40,7 @@ import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.evidence.checkpoint import Checkpoint, CheckpointError, sign_checkpoint, verify_checkpoint
+from appliance.evidence.checkpoint_policy import DEFAULT_EVERY, DEFAULT_INTERVAL_S, CheckpointPolicy
 from appliance.evidence.keychain import ROTATION_EVENT
 from appliance.evidence.merkle import MerkleAccumulator, leaf_hash
 from appliance.evidence.note import NoteError
@@ -83,6 +86,9 @@ class Entry:
             entry = cls(data["seq"], data["type"], data["wall"], data["boot_id"], data["mono_ns"], data["body"])
         except (ValueError, KeyError, TypeError) as exc:
             raise EventLogError(f"unreadable entry: {exc}") from None
+        fields = (entry.seq, entry.type, entry.wall, entry.boot_id, entry.mono_ns, entry.body)
+        if [type(f) for f in fields] != [int, str, str, str, int, dict]:
+            raise EventLogError("unreadable entry: a field has the wrong type")
         if entry.canonical() != raw:
             raise EventLogError(f"entry {entry.seq} is not in canonical form")
         return entry
@@ -112,12 +118,14 @@ class EventLog:
         directory: Path,
         origin: str = "recterm-log",
         signer: Signer | None = None,
-        checkpoint_every: int = 256,
-        checkpoint_interval_s: float = 300.0,
+        checkpoint_every: int = DEFAULT_EVERY,
+        checkpoint_interval_s: float = DEFAULT_INTERVAL_S,
         retired: Sequence[Ed25519PublicKey] = (),
+        clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         """``retired``: the station's earlier public keys; the latest checkpoint may be signed by one of them
-        when a power cut interrupted a key rotation (docs/event-log.md, key rotation)."""
+        when a power cut interrupted a key rotation (docs/event-log.md, key rotation). ``clock``: the
+        monotonic clock in ns, for the entries' ``mono_ns`` and the checkpoint interval alike."""
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.path = directory / self.ENTRIES
@@ -131,6 +139,8 @@ class EventLog:
         self._epochs: list[tuple[int, Signer]] = []
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
+        self._interval_ns = round(checkpoint_interval_s * 1e9)
+        self._clock = clock
         self._lock = threading.Lock()
         self._boot_id = boot_id()
         self._recover_torn_tail()
@@ -141,9 +151,13 @@ class EventLog:
         self._check_latest_checkpoint()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._index_fd = os.open(self.index_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._last_checkpoint = (self.latest_checkpoint_size(), time.monotonic())
+        self._last_checkpoint = (self.latest_checkpoint_size(), clock())  # (size, clock when signed)
         if signer is not None:
             self._epochs.append((0, signer))
+            if self.size > self._last_checkpoint[0]:
+                # Entries a crash left uncovered are signed now, before this run adds any: an honest
+                # stretch between two checkpoints never spans two runs (verifiers rely on it).
+                self._write_checkpoint()
 
     # -- opening
     def _recover_torn_tail(self) -> None:
@@ -331,6 +345,21 @@ class EventLog:
                 )
             return self._switch(link, signer, None)
 
+    @property
+    def policy(self) -> CheckpointPolicy:
+        return CheckpointPolicy(self.checkpoint_every, self.checkpoint_interval_s)
+
+    def declare(self, type_: str, body: dict[str, Any]) -> Entry:
+        """Append an entry declaring this log's checkpoint policy (body field ``log``), alone between two
+        checkpoints: one of everything before it and one covering it, so the declaration is signed at once
+        and a verifier can trust it (the station's ``boot`` entry)."""
+        with self._lock:
+            if self.size > self._last_checkpoint[0]:
+                self._write_checkpoint()
+            entry = self._append(type_, body | {"log": self.policy.declaration()}, checkpoint=False)
+            self._write_checkpoint()
+            return entry
+
     def _switch(self, link: dict[str, Any], signer: Signer, by: str | None) -> Entry:
         entry = self._append(ROTATION_EVENT, {"link": link, **({"by": by} if by else {})}, checkpoint=False)
         self.signer = signer
@@ -344,7 +373,7 @@ class EventLog:
             type=type_,
             wall=datetime.now(UTC).isoformat(timespec="milliseconds"),
             boot_id=self._boot_id,
-            mono_ns=time.monotonic_ns(),
+            mono_ns=self._clock(),
             body=body,
         )
         data = entry.canonical()
@@ -362,17 +391,18 @@ class EventLog:
         self._leaves += leaf
         self._tree.append(leaf)
         self._end += len(line)
-        if checkpoint and self._checkpoint_due():
+        if checkpoint and self._checkpoint_due(entry.mono_ns):
             self._write_checkpoint()
         return entry
 
-    def _checkpoint_due(self) -> bool:
+    def _checkpoint_due(self, now_ns: int) -> bool:
+        """Due once ``checkpoint_every`` entries are uncovered, or an entry comes ``checkpoint_interval_s``
+        or more after the last checkpoint. So every entry but the newest of an uncovered stretch came less
+        than the interval after the checkpoint before it (docs/event-log.md, checkpoint policy)."""
         if self.signer is None:
             return False
         size, when = self._last_checkpoint
-        return self.size - size >= self.checkpoint_every or (
-            self.size > size and time.monotonic() - when >= self.checkpoint_interval_s
-        )
+        return self.size - size >= self.checkpoint_every or (self.size > size and now_ns - when >= self._interval_ns)
 
     def checkpoint(self) -> str | None:
         """Sign a checkpoint of the whole log now (before an upload, at shutdown); the note text."""
@@ -386,7 +416,7 @@ class EventLog:
         self.checkpoint_dir.mkdir(exist_ok=True)
         atomic_write_bytes(self.checkpoint_dir / f"{self.size:012d}.note", note.encode(), mode=0o644)
         atomic_write_bytes(self.checkpoint_dir / "latest.note", note.encode(), mode=0o644)
-        self._last_checkpoint = (self.size, time.monotonic())
+        self._last_checkpoint = (self.size, self._clock())
         return note
 
     def close(self) -> None:

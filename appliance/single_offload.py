@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+from appliance import __version__
 from appliance.eventlog import EventLog, Signer
 from appliance.evidence.keychain import read_history
 from appliance.offload import Offloader, OffloadProgress, OffloadResult
@@ -66,6 +67,8 @@ def offload_once(
             retired=[r.public for r in read_history(keys)],
         )
         stack.callback(events.close)
+        # This run's checkpoint policy, signed at once, as a station's boot entry declares it.
+        events.declare("boot", {"station": station_id, "version": __version__, "devices": "offload"})
         store = LocalStore(data_dir / "store")
         offloader = Offloader(store, db, events, DEFAULT_EXTENSIONS, station_id, key)
         (data_dir / "run").mkdir(parents=True, exist_ok=True)

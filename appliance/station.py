@@ -101,6 +101,8 @@ class Station:
             config.log_dir,
             origin=log_origin(config.station.id),
             signer=Signer(config.station.id, signing_key),
+            checkpoint_every=config.log.checkpoint_every,
+            checkpoint_interval_s=config.log.checkpoint_interval_s,
             retired=[r.public for r in retired],
         )
         self._finish_interrupted_rotation(retired)
@@ -383,7 +385,9 @@ class Station:
         scanner = make_scanner(
             self.config.devices.backend.value, self.config.devices.sim_world, [b.port_path for b in self.config.bays]
         )
-        self.events.append(
+        # The boot entry declares the checkpoint policy and is signed at once (EventLog.declare): verifiers
+        # hold the entries that follow to it.
+        self.events.declare(
             "boot",
             {
                 "station": self.config.station.id,

@@ -95,6 +95,8 @@ def test_missing_manifest_fails_naming_it(rgw: Rgw, honest) -> None:
     rgw.client().delete_object(Bucket=copy, Key=keys[0] + ".manifest.json")
     result = run_audit(rgw, copy, credentials, pubkey, "--no-lock-check")
     assert result.exit_code == 1 and f"ERROR {keys[0]}.manifest.json: manifest missing for {keys[0]}" in result.output
+    locks_too = run_audit(rgw, copy, credentials, pubkey)  # retention is read only of what is there
+    assert locks_too.exit_code == 1 and f"manifest missing for {keys[0]}" in locks_too.output, locks_too.output
 
 
 def test_rewritten_log_fails_naming_the_checkpoint(rgw: Rgw, honest) -> None:
@@ -139,3 +141,113 @@ def test_archive_directory_audit(world, sim_server, config, start_station) -> No
     stored.write_bytes(b"tampered")
     result = CliRunner().invoke(main, ["audit", target, "--pubkey", str(pubkey)])
     assert result.exit_code == 1 and f"ERROR {key}: altered" in result.output
+
+
+# -- every ingest accounted for, retention as its class demands (issue 15, hole 2) ---------------------------
+
+
+def test_a_recording_never_uploaded_is_pending_within_its_deadline_and_missing_after(
+    rgw: Rgw, tmp_path: Path, world, sim_server
+) -> None:
+    """The station ingests three recordings, loses one from its state before uploading (a bug, a tampered
+    station) and uploads the other two with its log: the audit must find the third from the log alone."""
+    from datetime import UTC, datetime, timedelta
+
+    from appliance.central.audit import S3Bucket, audit
+    from appliance.evidence.verify import key_chain, load_public_key
+    from appliance.state.db import StateDB
+    from tests.conftest import RunningStation
+
+    bucket = rgw.new_bucket()
+    offline = s3_config(tmp_path, world, rgw, f"t-absent-{bucket[2:]}")  # no such bucket: nothing goes up
+    world.create_camera("CAMAUD3", fs_type="exfat", size_mib=40, clips=3)
+    register_cameras(offline, "CAMAUD3")
+    station = RunningStation(offline, serve_web=False)
+    try:
+        sim_server.dock("CAMAUD3", 1)
+        wait_until(lambda: len(rows_with(station, "verified")) == 3, 60, "three recordings offloaded")
+        lost = rows_with(station, "verified")[0]
+    finally:
+        station.stop()
+    sim_server.undock(1)  # the camera leaves, still holding them all (003: freed only after the upload)
+    db = StateDB(offline.state_dir / "state.json")
+    try:
+        db.call(lambda tdb: tdb.table(RECORDINGS).remove(Query().key == lost["key"]))
+    finally:
+        db.close()
+    config = s3_config(tmp_path, world, rgw, bucket)
+    station = RunningStation(config, serve_web=False)
+    try:
+        wait_until(lambda: len(uploaded_rows(station)) == 2, 60, "the two recordings it still knows uploaded")
+        wait_until(lambda: bucket_log_receipts(rgw.client(), bucket) == 2, 30, "the log with both receipts")
+    finally:
+        station.stop()
+    pubkey = config.keys_dir / "station-signing.pub.pem"
+
+    result = run_audit(rgw, bucket, config.central.s3.credentials_file, pubkey)  # policy: the boot entry's 003
+    assert result.exit_code == 0, result.output
+    ingest = f"(ingest of CAMAUD3:{lost['camera_path']}): not yet received"
+    assert f"PENDING log entry {lost['ingest_seq']} {ingest}" in result.output
+    assert "ingests: 2 received, 1 pending, 0 missing" in result.output
+
+    chain = key_chain(load_public_key(pubkey), None, pubkey.parent)
+    later = datetime.fromisoformat(lost["ingested_at"]) + timedelta(hours=25)  # 003 Art. 16: 24 hours
+    report = audit(S3Bucket(rgw.client(), bucket), "test-station", chain, now=later)
+    assert not report.ok and report.ingests is not None
+    assert (report.ingests.received, report.ingests.pending, report.ingests.missing) == (2, 0, 1)
+    [missing] = [str(f) for f in report.findings if f.error]
+    assert missing.startswith(f"ERROR log entry {lost['ingest_seq']} (ingest of CAMAUD3:{lost['camera_path']}): ")
+    assert "no upload receipt, due " in missing
+    assert datetime.now(UTC) < later  # the same store, judged a day later
+
+
+def rows_with(station, status: str) -> list[dict]:
+    return station.station.db.call(lambda tdb: tdb.table(RECORDINGS).search(Query().status == status))
+
+
+def relocked_copy(rgw: Rgw, bucket: str, weaker: dict[str, dict]) -> str:
+    """The objects in a new locked bucket under the locks they have, except ``weaker``: key -> lock fields."""
+    import base64
+    import hashlib
+
+    s3 = rgw.client()
+    copy = rgw.new_bucket()
+    for obj in s3.list_objects_v2(Bucket=bucket)["Contents"]:
+        key = obj["Key"]
+        got = s3.get_object(Bucket=bucket, Key=key)
+        body = got["Body"].read()
+        lock = {
+            "ObjectLockMode": "COMPLIANCE",
+            "ObjectLockRetainUntilDate": got["ObjectLockRetainUntilDate"],
+            "ObjectLockLegalHoldStatus": got.get("ObjectLockLegalHoldStatus", "OFF"),
+        } | weaker.get(key, {})
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        s3.put_object(Bucket=copy, Key=key, Body=body, ContentMD5=md5, **lock)
+    return copy
+
+
+def test_an_object_locked_shorter_than_its_class_demands_is_reported(rgw: Rgw, honest) -> None:
+    from datetime import timedelta
+
+    bucket, credentials, pubkey, keys = honest
+    s3 = rgw.client()
+    until = s3.head_object(Bucket=bucket, Key=keys[0])["ObjectLockRetainUntilDate"]
+    same = relocked_copy(rgw, bucket, {})
+    assert run_audit(rgw, same, credentials, pubkey).exit_code == 0  # the copy itself is faithful
+    copy = relocked_copy(
+        rgw,
+        bucket,
+        {
+            keys[0]: {"ObjectLockRetainUntilDate": until - timedelta(days=1)},  # a day short, hold still on
+            keys[1] + ".manifest.json": {"ObjectLockLegalHoldStatus": "OFF"},  # unclassified needs the hold
+        },
+    )
+    result = run_audit(rgw, copy, credentials, pubkey)
+    assert result.exit_code == 1, result.output
+    short = (until - timedelta(days=1)).isoformat()
+    assert (
+        f"ERROR {keys[0]}: retention until {short}, legal hold, but its class unclassified needs at least "
+        f"retention until {until.isoformat()}, legal hold"
+    ) in result.output
+    assert f"ERROR {keys[1]}.manifest.json: retention until {until.isoformat()}, no legal hold" in result.output
+    assert result.output.count("ERROR") == 2, result.output

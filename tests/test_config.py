@@ -157,3 +157,12 @@ def test_mount_root_follows_the_storage_back_end(tmp_path: Path) -> None:
         path, environ={"RECTERM_DEVICES__STORAGE": "helper", "RECTERM_DEVICES__MOUNT_ROOT": "/run/other/mnt"}
     )
     assert moved.mount_root == Path("/run/other/mnt")
+
+
+def test_the_log_checkpoint_policy_is_a_bounded_setting(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD + "\n[log]\ncheckpoint_every = 16\ncheckpoint_interval_s = 60\n"), {})
+    assert (config.log.checkpoint_every, config.log.checkpoint_interval_s) == (16, 60.0)
+    assert load_config(write(tmp_path, GOOD), {}).log.checkpoint_every == 256
+    for bad in ("checkpoint_every = 0", "checkpoint_every = 100000", "checkpoint_interval_s = 0.5"):
+        with pytest.raises(ConfigError, match=r"log\.checkpoint_"):
+            load_config(write(tmp_path, GOOD + f"\n[log]\n{bad}\n"), {})

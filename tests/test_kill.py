@@ -143,3 +143,51 @@ def test_random_sigkills_lose_nothing_and_free_nothing_early(tmp_path: Path, pro
     recterm = Path(sys.executable).with_name("recterm")
     verify = subprocess.run([str(recterm), "verify", str(config.station.data_dir)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def verify(data: Path) -> subprocess.CompletedProcess[str]:
+    recterm = Path(sys.executable).with_name("recterm")
+    return subprocess.run([str(recterm), "verify", str(data)], capture_output=True, text=True)
+
+
+def test_what_a_sigkill_leaves_verifies(tmp_path: Path) -> None:
+    """`recterm verify` on exactly what a killed station left, before any restart tidies it: torn last lines,
+    entries past the last checkpoint, ingests without their manifest are crash artefacts, never errors. A tight
+    checkpoint policy (every 3 entries or 1 s) puts the kills near checkpoints; the station declares it."""
+    world = SimWorld(tmp_path / "sim")
+    world.init({n: f"1-1.{n}" for n in range(1, 3)})
+    for serial, bay in (("VERFAT1", 1), ("VEREXF1", 2)):
+        world.create_camera(serial, fs_type="vfat" if bay == 1 else "exfat", size_mib=120, clips=4)
+        long_clip = tmp_path / f"{serial}-long.MP4"
+        long_clip.write_bytes(random.Random(serial).randbytes(48 * 2**20))
+        media.add_files(world.image_path(serial), [(f"DCIM/20260305/{serial}_20260305235900_0099.MP4", long_clip)])
+    config_path = write_config(
+        tmp_path,
+        world,
+        policy={"profile": "003"},
+        offload={"parallel": 2, "buffer_kib": 256},
+        log={"checkpoint_every": 3, "checkpoint_interval_s": 1},
+    )
+    config = load_config(config_path)
+    register_cameras(config, "VERFAT1", "VEREXF1")
+    data = config.station.data_dir
+    sim = SimServer(world, charge_interval_s=0.5)
+    sim.start()
+    rng = random.Random(1515)
+    artefacts: set[str] = set()
+    try:
+        sim.dock("VERFAT1", 1)
+        sim.dock("VEREXF1", 2)
+        for _ in range(KILLS):
+            proc = start(config_path)
+            time.sleep(rng.uniform(0.3, 2.5))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            result = verify(data)
+            assert result.returncode == 0, result.stdout + result.stderr
+            artefacts |= {kind for kind in ("not yet covered", "torn last line", "ingest") if kind in result.stdout}
+    finally:
+        sim.stop()
+    assert "boot" in {e.type for e in log_entries(data)}
+    assert interrupted_offloads(log_entries(data)) >= 2, "the kills must land mid-offload"
+    assert "not yet covered" in artefacts, "no kill left entries past the last checkpoint: the test proves too little"

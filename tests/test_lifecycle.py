@@ -21,7 +21,7 @@ from tests.conftest import wait_until, write_config
 
 
 def test_sigterm_stops_recterm_run_cleanly(tmp_path: Path, world) -> None:
-    path = write_config(tmp_path, world)
+    path = write_config(tmp_path, world, log={"checkpoint_every": 16, "checkpoint_interval_s": 30})
     recterm = Path(sys.executable).with_name("recterm")
     proc = subprocess.Popen([str(recterm), "run", "--config", str(path)], stderr=subprocess.PIPE)
     port = int(path.read_text().split("port = ")[1].split()[0])
@@ -40,6 +40,9 @@ def test_sigterm_stops_recterm_run_cleanly(tmp_path: Path, world) -> None:
     assert proc.returncode == 0, err.decode()
     entries = list(EventLog(tmp_path / "data" / "log").entries())
     assert entries[0].type == "boot" and entries[0].body["policy"] == "003"
+    # The boot entry declares the configured checkpoint policy and is signed at once (docs/event-log.md).
+    assert entries[0].body["log"] == {"checkpoint_every": 16, "checkpoint_interval_s": 30}
+    assert (tmp_path / "data" / "log" / "checkpoints" / "000000000001.note").exists()
     assert entries[-1].type == "shutdown" and entries[-1].body == {"clean": True}
 
 

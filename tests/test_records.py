@@ -170,3 +170,45 @@ def test_records_page_in_chromium(tmp_path, world, sim_server, start_station, br
         page.click("#done")
         page.wait_for_selector("#identify:not([hidden])")
         page.close()
+
+
+def test_the_audit_holds_each_central_copy_to_the_lock_its_tags_demand(
+    tmp_path, world, sim_server, start_station
+) -> None:
+    """Tags change the class (classification entries), the station re-locks the central copies; the audit
+    reads the class from the log: a long-term recording must stay held, a routine one needs no hold."""
+    from click.testing import CliRunner
+
+    from appliance.central.archive import ArchiveStore
+    from appliance.cli import main
+    from appliance.state.atomic import atomic_write_json
+
+    station = shift_with_a_gap(tmp_path, world, sim_server, start_station)
+    rows = lambda: station.station.db.call(lambda db: db.table(RECORDINGS).all())  # noqa: E731
+    wait_until(lambda: len(rows()) == 2 and all(r["status"] == "uploaded" for r in rows()), 60, "uploads")
+    first, second = sorted(rows(), key=lambda r: r["key"])
+    where = {"place": "人民路 12 号", "description": "带离现场"}
+    station.station.records.tag(A, first["sha256"], {"category": "coercive_measure", **where})  # long_term
+    station.station.records.tag(A, second["sha256"], {"category": "routine_patrol", **where})  # routine
+    segments = station.config.archive_dir / "test-station" / "log" / "entries"
+    wait_until(
+        lambda: sum(p.read_bytes().count(b'"type":"relock"') for p in segments.glob("*.jsonl")) == 2,
+        60,
+        "both re-locks in the archived log",
+    )
+    station.stop()
+    target = str(station.config.archive_dir / "test-station")
+    audit = ["audit", target, "--pubkey", str(station.config.keys_dir / "station-signing.pub.pem")]
+    result = CliRunner().invoke(main, audit)
+    assert result.exit_code == 0, result.output
+    assert "ingests: 2 received, 0 pending, 0 missing" in result.output
+
+    archive = ArchiveStore(station.config.archive_dir)
+    for row in (first, second):  # someone with the archive's files lifts both holds
+        lock = archive.lock_of(row["archive_key"])
+        record = {"retain_until": lock.retain_until.isoformat(), "legal_hold": False}
+        atomic_write_json(archive._lock_path(row["archive_key"]), record)
+    result = CliRunner().invoke(main, audit)
+    assert result.exit_code == 1, result.output
+    assert f"ERROR {first['archive_key']}: " in result.output and "its class long_term needs" in result.output
+    assert second["archive_key"] + ":" not in result.output  # routine: no hold needed

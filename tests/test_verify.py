@@ -161,3 +161,149 @@ def test_a_local_copy_deleted_without_receipt_is_caught(copy: Path) -> None:
     obj.unlink()
     code, output = run_verify(copy)
     assert code == 1 and "deleted without an upload receipt" in output and "missing from the store" in output
+
+
+# -- every kind of evidence, deleted or changed by one byte (issue 15, hole 1) ---------------------------
+
+
+def evidence(data_dir: Path) -> list[tuple[str, Path]]:
+    """Every file verify vouches for: recordings, manifests, checkpoints (latest.note included)."""
+    return [
+        *(("recording", p) for p in sorted((data_dir / "store" / "objects" / "sha256").glob("*/*"))),
+        *(("manifest", p) for p in sorted((data_dir / "store" / "manifests").rglob("*.json"))),
+        *(("checkpoint", p) for p in sorted((data_dir / "log" / "checkpoints").glob("*.note"))),
+    ]
+
+
+def fresh(offloaded: Path, target: Path) -> Path:
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(offloaded, target)
+    return target
+
+
+def verify_fails(data_dir: Path) -> bool:
+    from appliance.evidence.verify import verify_data_dir
+
+    return not verify_data_dir(data_dir).ok
+
+
+def test_every_deletion_and_every_single_byte_change_is_caught(offloaded: Path, tmp_path: Path) -> None:
+    rng = random.Random(15)
+    missed = []
+    for kind, original in evidence(offloaded):
+        name = original.relative_to(offloaded)
+        data = fresh(offloaded, tmp_path / "data")
+        (data / name).unlink()
+        if not verify_fails(data):
+            missed.append(f"{kind} {name} deleted")
+        for offset in sorted(rng.sample(range(original.stat().st_size), 3)):
+            data = fresh(offloaded, tmp_path / "data")
+            (data / name).chmod(0o644)
+            flip(data / name, offset)
+            if not verify_fails(data):
+                missed.append(f"{kind} {name} byte {offset} changed")
+    lines = (offloaded / "log" / "entries.jsonl").read_bytes().splitlines(keepends=True)
+    for number, line in enumerate(lines):
+        for edit in ("delete", rng.randrange(len(line))):
+            changed = list(lines)
+            if edit == "delete":
+                del changed[number]
+            else:
+                edited = bytearray(line)
+                edited[edit] ^= 0x01
+                changed[number] = bytes(edited)
+            data = fresh(offloaded, tmp_path / "data")
+            (data / "log" / "entries.jsonl").write_bytes(b"".join(changed))
+            if not verify_fails(data):
+                missed.append(f"log entry {number} {edit}")
+    assert not missed, missed
+    assert len(evidence(offloaded)) >= 11 and len(lines) >= 10  # 3 recordings, 3 manifests, 5 notes
+
+
+def rewrite_entry(data_dir: Path, seq: int, **body: object) -> None:
+    """Change an entry and keep it canonical: only the signed checkpoints can tell."""
+    import json
+
+    import rfc8785
+
+    log = data_dir / "log" / "entries.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    entry = json.loads(lines[seq])
+    entry["body"] |= body
+    lines[seq] = rfc8785.dumps(entry) + b"\n"
+    log.write_bytes(b"".join(lines))
+
+
+def test_an_edited_entry_is_caught_after_the_newest_numbered_checkpoint_is_removed(copy: Path) -> None:
+    notes = sorted((copy / "log" / "checkpoints").glob("0*.note"))
+    notes[-1].unlink()
+    rewrite_entry(copy, -2, camera="CAM0666")
+    code, output = run_verify(copy)
+    assert code == 1, output
+    size = int(notes[-1].stem)
+    assert f"checkpoints/latest.note: signs size {size}, but checkpoints/{notes[-1].name} is missing" in output
+    assert "no longer produce the signed tree root" in output
+
+
+def test_a_dropped_last_entry_is_caught_after_the_newest_numbered_checkpoint_is_removed(copy: Path) -> None:
+    sorted((copy / "log" / "checkpoints").glob("0*.note"))[-1].unlink()
+    log = copy / "log" / "entries.jsonl"
+    log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:-1]))
+    code, output = run_verify(copy)
+    assert code == 1 and "(truncated)" in output, output
+
+
+def test_a_rewritten_log_is_caught_after_every_note_is_removed(copy: Path) -> None:
+    for note in (copy / "log" / "checkpoints").glob("*.note"):
+        note.unlink()
+    rewrite_entry(copy, 3, camera_mtime="2026-03-05T10:00:00")
+    code, output = run_verify(copy)
+    assert code == 1, output
+    assert "log entry 0 (boot): no signed checkpoint of size 1 right after it (checkpoints removed?)" in output
+
+
+def test_a_latest_note_left_behind_by_removed_checkpoints_is_caught(copy: Path) -> None:
+    checkpoints = copy / "log" / "checkpoints"
+    first = sorted(checkpoints.glob("0*.note"))[0]
+    (checkpoints / "latest.note").write_bytes(first.read_bytes())  # an old latest, newer ones kept
+    code, output = run_verify(copy)
+    assert code == 1 and "numbered checkpoints are newer" in output, output
+
+
+class Died(BaseException):
+    """The process dies here."""
+
+
+def test_an_ingest_whose_manifest_a_crash_prevented_is_a_notice_until_redone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.single_offload import offload_once
+    from appliance.store import LocalStore
+
+    image = tmp_path / "camera.img"
+    media.create_image(image, "vfat", 40, label="CAM0002")
+    media.record(image, "CAM0002", datetime(2026, 3, 5, 9, 0, 0), count=3, seconds=2.0)
+    real = LocalStore.put_manifest
+    calls = []
+
+    def dies_on_the_second(self: LocalStore, *args: object) -> Path:
+        calls.append(args)
+        if len(calls) == 2:
+            raise Died
+        return real(self, *args)
+
+    monkeypatch.setattr(LocalStore, "put_manifest", dies_on_the_second)
+    with pytest.raises(Died):
+        offload_once(image, tmp_path / "data", {"serial": "CAM0002", "model": ""})
+    code, output = run_verify(tmp_path / "data")
+    assert code == 0, output
+    assert "ingest without a manifest: the station stopped right after it (a crash)" in output
+    # Had the offload gone on after that ingest, its manifest would exist: then it was removed.
+    _append(tmp_path / "data", ("offload_complete", {"bay": 0, "camera": "CAM0002", "copied": 3}))
+    code, output = run_verify(tmp_path / "data")
+    assert code == 1 and "ERROR log entry 3: ingest without a manifest" in output, output
+    monkeypatch.setattr(LocalStore, "put_manifest", real)
+    offload_once(image, tmp_path / "data", {"serial": "CAM0002", "model": ""})  # the next dock redoes it
+    code, output = run_verify(tmp_path / "data")
+    assert code == 0 and "log entry 3: ingest interrupted before its manifest; redone later" in output, output

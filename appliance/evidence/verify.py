@@ -1,16 +1,21 @@
 """`recterm verify DIR`: check a station's data directory without trusting the station.
 
 Re-hashes every stored recording, checks every manifest's signature and its binding to the ingest entry
-in the log, recomputes the log's Merkle tree from the entries and checks every signed checkpoint against
-it, and checks that no camera was freed of a recording the station had not verified. Keys: the station's
+in the log, recomputes the log's Merkle tree from the entries and checks every signed note (latest.note
+included) against it, holds every stretch between checkpoints and the uncovered tail to the checkpoint
+policy the station declared (docs/event-log.md), and checks that no camera was freed of a recording the
+station had not verified. Keys: the station's
 current key and its key history (keys/), each trusted only for the log entries it was in use for
 (appliance/evidence/keychain.py); a pinned ``--pubkey`` alone means one key and no rotation. Errors make the
-check fail; notices describe harmless crash artefacts (a torn last line, an ingest redone after a crash).
+check fail; notices describe harmless crash artefacts (a torn last line, entries after the last checkpoint
+within the policy, an ingest redone after a crash or cut short by one).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,9 +28,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from appliance.eventlog import Entry, EventLogError
 from appliance.evidence import manifest
 from appliance.evidence.checkpoint import Checkpoint, CheckpointError
+from appliance.evidence.checkpoint_policy import CheckpointPolicy, CheckpointPolicyError
 from appliance.evidence.keychain import ROTATION_EVENT, Epochs, KeyChain
 from appliance.evidence.merkle import MerkleAccumulator, leaf_hash
 from appliance.evidence.note import NoteError
+
+LATEST = "latest.note"
+DECLARING = "boot"  # the entry type that declares the checkpoint policy (EventLog.declare)
+# What one offload logs after an ingest entry (appliance/offload.py): the next file, or the end.
+OFFLOAD_EVENTS = ("ingest", "offload_complete", "offload_interrupted", "camera_freed")
 
 
 @dataclass(frozen=True)
@@ -33,9 +44,20 @@ class Finding:
     where: str
     problem: str
     error: bool = True
+    pending: bool = False  # not an error yet: due later (an upload within its deadline)
 
     def __str__(self) -> str:
-        return f"{'ERROR' if self.error else 'note '} {self.where}: {self.problem}"
+        label = "ERROR" if self.error else "PENDING" if self.pending else "note "
+        return f"{label} {self.where}: {self.problem}"
+
+
+@dataclass
+class Accounting:
+    """`recterm audit`: what became of every recording the uploaded log says was ingested."""
+
+    received: int = 0  # receipted in the log, and its object is in the store
+    pending: int = 0  # no receipt yet, within its upload deadline
+    missing: int = 0  # no receipt, past its upload deadline (or no deadline known)
 
 
 @dataclass
@@ -45,6 +67,7 @@ class Report:
     objects: int = 0
     manifests: int = 0
     checkpoints: int = 0
+    ingests: Accounting | None = None  # audit only
 
     @property
     def ok(self) -> bool:
@@ -55,6 +78,9 @@ class Report:
 
     def notice(self, where: str, problem: str) -> None:
         self.findings.append(Finding(where, problem, error=False))
+
+    def pending(self, where: str, problem: str) -> None:
+        self.findings.append(Finding(where, problem, error=False, pending=True))
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
@@ -72,13 +98,20 @@ def key_chain(public_key: Ed25519PublicKey | None, keys_dir: Path | None, defaul
     return KeyChain.from_keys_dir(keys_dir or default_keys, current=public_key)
 
 
-def verify_data_dir(data_dir: Path, public_key: Ed25519PublicKey | None = None, keys_dir: Path | None = None) -> Report:
+def verify_data_dir(
+    data_dir: Path,
+    public_key: Ed25519PublicKey | None = None,
+    keys_dir: Path | None = None,
+    policy: CheckpointPolicy | None = None,
+) -> Report:
+    """``policy``: the checkpoint policy for entries no covered ``boot`` entry declares one for (default:
+    the station's defaults)."""
     report = Report()
     chain = key_chain(public_key, keys_dir, data_dir / "keys")
-    entries, epochs = _check_log(data_dir / "log", chain, report)
+    entries, epochs = _check_log(data_dir / "log", chain, report, policy or CheckpointPolicy())
     _check_objects(data_dir / "store", report)
-    _check_manifests(data_dir / "store", entries, epochs, report)
-    _check_frees(entries, report)
+    with_manifest = _check_manifests(data_dir / "store", entries, epochs, report)
+    _check_frees(entries, with_manifest, report)
     return report
 
 
@@ -100,13 +133,28 @@ def _read_entries(path: Path, report: Report) -> Iterator[tuple[bytes, Entry | N
                 report.error(f"log entry at line {report.entries + 1}", str(exc))
 
 
-def _check_log(log_dir: Path, chain: KeyChain, report: Report) -> tuple[dict[int, Entry], Epochs]:
-    signed = _load_checkpoints(log_dir / "checkpoints", chain, report)
-    notes = {size: checkpoint for size, (checkpoint, _, _) in signed.items()}
+def _check_log(
+    log_dir: Path, chain: KeyChain, report: Report, policy: CheckpointPolicy
+) -> tuple[dict[int, Entry], Epochs]:
+    notes = _load_checkpoints(log_dir / "checkpoints", chain, report)
     epochs = Epochs(chain)
     entries: dict[int, Entry] = {}
     tree = MerkleAccumulator()
     pending = sorted(notes)
+    signed: list[int] = []  # sizes whose checkpoint the entries still produce
+
+    def compare() -> None:
+        while pending and pending[0] == tree.size:
+            size = pending.pop(0)
+            if notes[size].checkpoint.root == tree.root():
+                signed.append(size)
+            else:
+                report.error(
+                    f"checkpoint {size}",
+                    "the entries no longer produce the signed tree root (an entry was altered, dropped or reordered)",
+                )
+
+    compare()  # a checkpoint of the empty log
     for raw, entry in _read_entries(log_dir / "entries.jsonl", report):
         position = tree.size
         if entry is not None:
@@ -116,50 +164,131 @@ def _check_log(log_dir: Path, chain: KeyChain, report: Report) -> tuple[dict[int
             if entry.type == ROTATION_EVENT:
                 epochs.observe(position, entry.type, entry.body, tree.root())
         tree.append(leaf_hash(raw))
-        while pending and pending[0] == tree.size:
-            _compare(notes[pending.pop(0)], tree.root(), report)
+        compare()
     report.entries = tree.size
     for size in pending:
         report.error(f"checkpoint {size}", f"signs {size} entries but the log holds only {tree.size} (truncated)")
-    covered = max(notes, default=0)
-    if covered < tree.size:
-        report.notice(
-            f"log entries {covered}..{tree.size - 1}", "not yet covered by a signed checkpoint (signed on shutdown)"
-        )
+    _check_stretches(entries, signed, tree.size, policy, report)
     for where, problem in epochs.problems():
         report.error(where, problem)
-    for size, (_, signed_by, name) in sorted(signed.items()):
-        if (problem := epochs.checkpoint_problem(size, signed_by)) is not None:
-            report.error(f"checkpoints/{name}", problem)
+    for size, note in sorted(notes.items()):
+        if (problem := epochs.checkpoint_problem(size, note.signed_by)) is not None:
+            report.error(f"checkpoints/{note.name}", problem)
     return entries, epochs
 
 
-def _load_checkpoints(folder: Path, chain: KeyChain, report: Report) -> dict[int, tuple[Checkpoint, int, str]]:
-    """Checkpoints by size, each with the position in the chain of the key that signed it."""
-    notes: dict[int, tuple[Checkpoint, int, str]] = {}
+@dataclass(frozen=True)
+class _Note:
+    checkpoint: Checkpoint
+    signed_by: int  # position in the key chain of the key that signed it
+    name: str  # file name in checkpoints/
+    text: str
+
+
+def _load_checkpoints(folder: Path, chain: KeyChain, report: Report) -> dict[int, _Note]:
+    """Every signed note by size: the numbered ones, and latest.note checked against its numbered twin.
+
+    The writer puts each checkpoint in ``<size>.note`` and then in ``latest.note``, so latest.note always
+    has a twin; only the newest numbered note may be ahead of it (a crash between the two writes), and it is
+    missing only when such a crash hit the very first checkpoint."""
+    notes: dict[int, _Note] = {}
+    latest: _Note | None = None
+    latest_present = False
     if not folder.is_dir():
         return notes
     for path in sorted(folder.glob("*.note")):
         text = path.read_text(encoding="utf-8", errors="replace")
+        latest_present |= path.name == LATEST
         try:
             checkpoint, signed_by = chain.open_checkpoint(text)
         except (NoteError, CheckpointError, IndexError) as exc:
             report.error(f"checkpoints/{path.name}", f"signature or format invalid: {exc}")
             continue
-        if path.name == "latest.note":
+        note = _Note(checkpoint, signed_by, path.name, text)
+        if path.name == LATEST:
+            latest = note
             continue
         if path.name != f"{checkpoint.size:012d}.note":
             report.error(f"checkpoints/{path.name}", f"holds a checkpoint of size {checkpoint.size}")
-        notes[checkpoint.size] = (checkpoint, signed_by, path.name)
+        notes[checkpoint.size] = note
         report.checkpoints += 1
+    if not latest_present and len(notes) > 1:
+        report.error(f"checkpoints/{LATEST}", "missing: the station rewrites it with every checkpoint (removed?)")
+    elif not latest_present and notes:
+        report.notice(f"checkpoints/{LATEST}", "missing: a crash between the first checkpoint and latest.note")
+    if latest is not None:
+        size = latest.checkpoint.size
+        twin = notes.get(size)
+        if twin is None:
+            report.error(f"checkpoints/{LATEST}", f"signs size {size}, but checkpoints/{size:012d}.note is missing")
+            notes[size] = latest  # still checked against the entries
+        elif twin.text != latest.text:
+            report.error(f"checkpoints/{LATEST}", f"differs from checkpoints/{twin.name}")
+        newer = sorted(s for s in notes if s > size)
+        if len(newer) > 1:
+            report.error(
+                f"checkpoints/{LATEST}",
+                f"signs size {size}, but {len(newer)} numbered checkpoints are newer (only a crash between the two "
+                "writes leaves one)",
+            )
     return notes
 
 
-def _compare(checkpoint: Checkpoint, root: bytes, report: Report) -> None:
-    if checkpoint.root != root:
-        report.error(
-            f"checkpoint {checkpoint.size}",
-            "the entries no longer produce the signed tree root (an entry was altered, dropped or reordered)",
+def _check_stretches(
+    entries: dict[int, Entry], signed: list[int], size: int, fallback: CheckpointPolicy, report: Report
+) -> None:
+    """Hold every stretch of entries between two signed checkpoints, and the uncovered tail, to the checkpoint
+    policy in force (docs/event-log.md, checkpoint policy): a longer one means checkpoints were removed."""
+    declared: dict[int, CheckpointPolicy] = {}
+    covered = set(signed)
+    for index, entry in sorted(entries.items()):
+        if entry.type != DECLARING or "log" not in entry.body:
+            continue
+        where = f"log entry {index} ({entry.type})"
+        try:
+            declared[index] = CheckpointPolicy.from_declaration(entry.body["log"])
+        except CheckpointPolicyError as exc:
+            report.error(where, f"declares no valid checkpoint policy: {exc}")
+        # EventLog.declare signs a checkpoint right before and right after a declaring entry.
+        if index > 0 and index not in covered:
+            report.error(where, f"no signed checkpoint of size {index} right before it (checkpoints removed?)")
+        if index + 1 < size and index + 1 not in covered:
+            report.error(where, f"no signed checkpoint of size {index + 1} right after it (checkpoints removed?)")
+    starts = sorted(declared)
+    bounds = sorted({0, *signed, size})
+    for start, end in itertools.pairwise(bounds):
+        # Only a covered declaration is trusted: one before the stretch (a later one in it is never covered).
+        before = bisect.bisect_left(starts, start)
+        policy = declared[starts[before - 1]] if before else fallback
+        _check_stretch(entries, start, end, policy, report, tail=end == size and size not in covered)
+
+
+def _check_stretch(
+    entries: dict[int, Entry], start: int, end: int, policy: CheckpointPolicy, report: Report, tail: bool
+) -> None:
+    where = f"log entries {start}..{end - 1}"
+    what = (
+        f"after the last signed checkpoint ({start})" if tail else f"between the signed checkpoints {start} and {end}"
+    )
+    found = []
+    if end - start > policy.every:
+        found.append(f"{end - start} entries {what}, but the station signs one at least every {policy.every} entries")
+    boots = {entries[i].boot_id for i in range(start, end) if i in entries}
+    if len(boots) > 1:
+        found.append(f"the entries {what} span {len(boots)} boots, but the station signs one whenever it opens the log")
+    elif start in entries and end - start >= 2:
+        # Each entry but the newest came less than the interval after the checkpoint, which came before ``start``.
+        span = max(entries[i].mono_ns for i in range(start, end - 1) if i in entries) - entries[start].mono_ns
+        if span >= policy.interval_ns:
+            found.append(
+                f"the entries {what} (all but the newest) span {span / 1e9:.3f} s, but the station signs one at "
+                f"least every {policy.interval_s:g} s"
+            )
+    for problem in found:
+        report.error(where, f"{problem} (checkpoints removed?)")
+    if tail and not found:
+        report.notice(
+            where, f"not yet covered by a signed checkpoint (a crash before the next one; within {policy.describe()})"
         )
 
 
@@ -178,7 +307,9 @@ def _check_objects(store: Path, report: Report) -> None:
             report.error(f"store/objects/{path.parent.name}/{path.name}", "content does not match its SHA-256")
 
 
-def _check_manifests(store: Path, entries: dict[int, Entry], epochs: Epochs, report: Report) -> None:
+def _check_manifests(store: Path, entries: dict[int, Entry], epochs: Epochs, report: Report) -> set[int]:
+    """Every manifest against its ingest entry and every ingest against its manifest; the ingest entries that
+    have one."""
     deleted = _deleted_after_receipt(entries, report)
     with_manifest: set[int] = set()
     for path in sorted((store / "manifests").glob("*/*.json")):
@@ -209,14 +340,36 @@ def _check_manifests(store: Path, entries: dict[int, Entry], epochs: Epochs, rep
         if entry.body.get("sha256") != sha or entry.body.get("camera_path") != body["file"]["camera_path"]:
             report.error(where, f"does not match its ingest entry {index}")
         with_manifest.add(index)
-    redone = {(e.body["sha256"], e.body["camera_path"]) for i, e in entries.items() if i in with_manifest}
+    redone = {(e.body.get("sha256"), e.body.get("camera_path")) for i, e in entries.items() if i in with_manifest}
     for index, entry in entries.items():
         if entry.type != "ingest" or index in with_manifest:
             continue
         if (entry.body.get("sha256"), entry.body.get("camera_path")) in redone:
             report.notice(f"log entry {index}", "ingest interrupted before its manifest; redone later")
-        else:
+        elif _offload_went_on(entries, index):
             report.error(f"log entry {index}", "ingest without a manifest")
+        else:
+            report.notice(
+                f"log entry {index}",
+                "ingest without a manifest: the station stopped right after it (a crash); the camera keeps the "
+                "recording until it is copied again",
+            )
+    return with_manifest
+
+
+def _offload_went_on(entries: dict[int, Entry], index: int) -> bool:
+    """Whether the offload that logged ingest ``index`` logged more before the station next started: the
+    manifest is written right after its ingest entry, in the same offload, so then it must exist."""
+    camera = entries[index].body.get("camera")
+    for later in range(index + 1, max(entries, default=index) + 1):
+        entry = entries.get(later)
+        if entry is None:
+            continue
+        if entry.type == DECLARING:
+            return False
+        if entry.body.get("camera") == camera and entry.type in OFFLOAD_EVENTS:
+            return True
+    return False
 
 
 def _deleted_after_receipt(entries: dict[int, Entry], report: Report) -> set[str]:
@@ -226,7 +379,8 @@ def _deleted_after_receipt(entries: dict[int, Entry], report: Report) -> set[str
         entry = entries[index]
         if entry.type != "local_delete":
             continue
-        receipt = entries.get(entry.body.get("receipt_seq", -1))
+        seq = entry.body.get("receipt_seq")
+        receipt = entries.get(seq) if isinstance(seq, int) else None
         if (
             receipt is None
             or receipt.type != "upload_receipt"
@@ -236,17 +390,22 @@ def _deleted_after_receipt(entries: dict[int, Entry], report: Report) -> set[str
                 f"log entry {index}", f"local copy {entry.body.get('sha256')} deleted without an upload receipt"
             )
         elif receipt.seq < index:
-            deleted.add(entry.body["sha256"])
+            deleted.add(str(entry.body.get("sha256")))
     return deleted
 
 
-def _check_frees(entries: dict[int, Entry], report: Report) -> None:
+def _check_frees(entries: dict[int, Entry], with_manifest: set[int], report: Report) -> None:
+    """A camera may be freed only of recordings ingested, with a signed manifest, before."""
     verified: dict[tuple[str, str], int] = {}
     for index in sorted(entries):
         entry = entries[index]
-        if entry.type == "ingest":
-            verified.setdefault((entry.body["sha256"], entry.body["camera_path"]), index)
+        if entry.type == "ingest" and index in with_manifest:
+            verified.setdefault((entry.body.get("sha256"), entry.body.get("camera_path")), index)
         elif entry.type == "camera_freed":
-            for item in entry.body.get("files", []):
-                if (item["sha256"], item["camera_path"]) not in verified:
-                    report.error(f"log entry {index}", f"camera freed of {item['camera_path']} without a verified copy")
+            files = entry.body.get("files", [])
+            for item in files if isinstance(files, list) else [None]:
+                item = item if isinstance(item, dict) else {}
+                if (item.get("sha256"), item.get("camera_path")) not in verified:
+                    report.error(
+                        f"log entry {index}", f"camera freed of {item.get('camera_path')} without a verified copy"
+                    )
