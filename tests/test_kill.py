@@ -80,6 +80,21 @@ def interrupted_offloads(entries: list[Entry]) -> int:
     return interrupted
 
 
+def wait_for_copy(data: Path, entries_before: int, cameras: int) -> None:
+    """Until this run is copying (a partial file in the store) or has nothing left to copy (every docked
+    camera's offload complete since its ``boot`` entry): a kill after that lands in or after a copy, never in a
+    start-up that a loaded machine makes slow."""
+
+    def ready() -> bool:
+        tmp = data / "store" / "tmp"
+        if tmp.is_dir() and any(tmp.iterdir()):
+            return True
+        run = log_entries(data)[entries_before:]
+        return any(e.type == "boot" for e in run) and sum(e.type == "offload_complete" for e in run) >= cameras
+
+    wait_until(ready, 120, "the station to start copying")
+
+
 def start(config_path: Path) -> subprocess.Popen[bytes]:
     recterm = Path(sys.executable).with_name("recterm")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECTERM_")}
@@ -108,8 +123,10 @@ def test_random_sigkills_lose_nothing_and_free_nothing_early(tmp_path: Path, pro
         for serial, (_, bay) in CAMERAS.items():
             sim.dock(serial, bay)
         for _ in range(KILLS):
+            before = len(log_entries(config.station.data_dir))
             proc = start(config_path)
-            time.sleep(rng.uniform(0.4, 1.6))
+            wait_for_copy(config.station.data_dir, before, len(CAMERAS))
+            time.sleep(rng.uniform(0.0, 0.6))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             check_invariants(world, config.station.data_dir, expected, tmp_path, central=profile == "003")
@@ -179,8 +196,10 @@ def test_what_a_sigkill_leaves_verifies(tmp_path: Path) -> None:
         sim.dock("VERFAT1", 1)
         sim.dock("VEREXF1", 2)
         for _ in range(KILLS):
+            before = len(log_entries(data))
             proc = start(config_path)
-            time.sleep(rng.uniform(0.3, 2.5))
+            wait_for_copy(data, before, 2)
+            time.sleep(rng.uniform(0.0, 0.5))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             result = verify(data)
