@@ -22,7 +22,7 @@ from appliance.state.db import StateDB
 from appliance.store import LocalStore
 from devices.volumes import open_volume
 from tests.conftest import add_account, wait_until
-from tests.fatimages import Fat, clusters, listed_fat, make_fat, set_fat
+from tests.fatimages import Exfat, Fat, clusters, entry_set, listed_fat, make_exfat, make_fat, set_fat
 from tests.test_checkout import events, setup
 from tests.test_web import ARTIFACTS, base_url, browser  # noqa: F401  (browser is a fixture)
 from web_ui.i18n import catalogue
@@ -97,6 +97,17 @@ def test_cli_on_a_truncated_image_is_a_clean_error_naming_the_file(tmp_path: Pat
     assert "DCIM/LAST.MP4" in done.stderr and "beyond the end of the storage" in done.stderr
     assert "the volume claims" in done.stderr and "truncated" in done.stderr
     assert sorted(manifests(tmp_path / "data")) == ["DCIM/A.MP4"]
+
+
+def test_cli_on_a_truncated_exfat_image_names_the_file_though_fuse_refuses_it(tmp_path: Path) -> None:
+    """exfat-fuse will not mount a volume larger than its device: the error still names what the walk found."""
+    image = tmp_path / "truncated.img"
+    make_exfat(image, 8, {"DCIM/A.MP4": data(40_000, 1), "DCIM/B.MP4": data(300_000, 2)})
+    os.truncate(image, Exfat.read(image).cluster_offset(entry_set(image, "B.MP4").first_cluster) + 5_000)
+    done = offload_cli(image, tmp_path / "data")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "DCIM/B.MP4: the file: cluster" in done.stderr and "beyond the end of the storage" in done.stderr
+    assert "cannot be mounted" in done.stderr
 
 
 def test_cli_keeps_the_name_the_camera_wrote(tmp_path: Path) -> None:

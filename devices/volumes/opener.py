@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devices.volumes.base import Volume
+from devices.volumes.base import Finding, StationSideError, Volume, VolumeDamaged, VolumeError
 from devices.volumes.checked import CheckedVolume, check_structure
 from devices.volumes.detect import probe_fs_type
 from devices.volumes.directory import DirectoryVolume
@@ -27,10 +27,19 @@ def open_volume(device: Path, backend: str, mountpoint: Path) -> Volume:
         return FatVolume(device)  # the structural walk is the reader itself
     structure = check_structure(device, fs_type)  # the station reads the raw device, as blkid just did
     mounted: DirectoryVolume
-    if backend == "helper":
-        mounted = mount_via_helper(device, fs_type, mountpoint)
-    elif backend == "kernel":
-        mounted = mount_kernel(device, fs_type, mountpoint)
-    else:
-        mounted = mount_exfat_fuse(device, mountpoint)
+    try:
+        if backend == "helper":
+            mounted = mount_via_helper(device, fs_type, mountpoint)
+        elif backend == "kernel":
+            mounted = mount_kernel(device, fs_type, mountpoint)
+        else:
+            mounted = mount_exfat_fuse(device, mountpoint)
+    except StationSideError:
+        raise
+    except VolumeError as exc:
+        if not structure.damaged():
+            raise
+        # The driver refuses a volume the walk found damaged (exfat-fuse will not mount a truncated card):
+        # name what the walk found, not only the driver's complaint.
+        raise VolumeDamaged([*structure.findings, Finding("", "read_error", f"cannot be mounted: {exc}")]) from exc
     return CheckedVolume(mounted, structure)
