@@ -88,16 +88,17 @@ def test_a_stretch_between_two_checkpoints_is_held_to_the_same_count(tmp_path: P
 def test_entries_but_the_newest_must_fall_within_the_interval(tmp_path: Path, span_ns: int, ok: bool) -> None:
     # Entries 2, 3 and 4 are uncovered; 4 may be arbitrarily late (its append made the checkpoint due, then a
     # crash), 3 must have come less than the interval after 2 (after the checkpoint, which came before 2).
-    entries = [*plain(2), ("dock", {}, "b1", 5 * SECOND), ("dock", {}, "b1", 5 * SECOND + span_ns)]
+    entries = [declaring(4, 10.0), *plain(1), ("dock", {}, "b1", 5 * SECOND), ("dock", {}, "b1", 5 * SECOND + span_ns)]
     entries.append(("dock", {}, "b1", 10**6 * SECOND))
-    report = check(forge(tmp_path, entries, signed=[2]))
+    report = check(forge(tmp_path, entries, signed=[1, 2]))
     assert report.ok is ok, report.findings
     if not ok:
         assert "span 10.000 s, but the station signs one at least every 10 s" in errors(report)[0]
 
 
 def test_a_stretch_spanning_two_boots_is_caught(tmp_path: Path) -> None:
-    report = check(forge(tmp_path, [*plain(3, boot="b1"), *plain(2, boot="b2")], signed=[2]))
+    entries = [declaring(4, 10.0), *plain(2, boot="b1"), *plain(2, boot="b2")]
+    report = check(forge(tmp_path, entries, signed=[1, 2]))
     assert errors(report) == [
         "ERROR log entries 2..4: the entries after the last signed checkpoint (2) span 2 boots, but the station "
         "signs one whenever it opens the log (checkpoints removed?)"
@@ -247,3 +248,16 @@ def test_the_writer_never_leaves_more_than_its_policy_allows(
                 first, last = map(int, finding.where.removeprefix("log entries ").split(".."))
                 longest = max(longest, last - first + 1)
     assert longest == POLICY.every, "no crash left a tail as long as the policy allows: the test proves too little"
+
+
+def test_a_log_written_before_the_policy_was_declared_is_bound_by_the_count_alone(tmp_path: Path) -> None:
+    """A station version that declared nothing also signed nothing on open: a power cut left a stretch spanning
+    two boots and a long idle time, honestly (seen in make image-test). Only the count binds it; from the first
+    declaration on, every rule does."""
+    old = [*plain(2, boot="b1"), ("dock", {}, "b1", 3 * SECOND), ("dock", {}, "b2", 10**6 * SECOND)]
+    assert check(forge(tmp_path / "old", [*old, *plain(1, boot="b2")], signed=[2, 5])).ok
+    too_many = [*plain(2, boot="b1"), *plain(5, boot="b2")]
+    assert not check(forge(tmp_path / "count", too_many, signed=[2, 7])).ok
+    upgraded = [*old, declaring(4, 10.0, boot="b3"), *plain(2, boot="b3"), *plain(1, boot="b4")]
+    report = check(forge(tmp_path / "new", upgraded, signed=[2, 4, 5, 8]))
+    assert [f for f in errors(report) if "span 2 boots" in f], report.findings

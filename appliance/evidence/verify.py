@@ -255,16 +255,27 @@ def _check_stretches(
         if index + 1 < size and index + 1 not in covered:
             report.error(where, f"no signed checkpoint of size {index + 1} right after it (checkpoints removed?)")
     starts = sorted(declared)
+    # Entries before the first declaration were written by a station version that neither declared its policy
+    # nor signed on open nor timed checkpoints across restarts: only the count binds them (a power cut there
+    # honestly leaves a stretch spanning two boots).
+    first_declaration = min((i for i, e in entries.items() if e.type == DECLARING and "log" in e.body), default=size)
     bounds = sorted({0, *signed, size})
     for start, end in itertools.pairwise(bounds):
         # Only a covered declaration is trusted: one before the stretch (a later one in it is never covered).
         before = bisect.bisect_left(starts, start)
         policy = declared[starts[before - 1]] if before else fallback
-        _check_stretch(entries, start, end, policy, report, tail=end == size and size not in covered)
+        legacy = end <= first_declaration
+        _check_stretch(entries, start, end, policy, report, tail=end == size and size not in covered, legacy=legacy)
 
 
 def _check_stretch(
-    entries: dict[int, Entry], start: int, end: int, policy: CheckpointPolicy, report: Report, tail: bool
+    entries: dict[int, Entry],
+    start: int,
+    end: int,
+    policy: CheckpointPolicy,
+    report: Report,
+    tail: bool,
+    legacy: bool = False,
 ) -> None:
     where = f"log entries {start}..{end - 1}"
     what = (
@@ -274,7 +285,9 @@ def _check_stretch(
     if end - start > policy.every:
         found.append(f"{end - start} entries {what}, but the station signs one at least every {policy.every} entries")
     boots = {entries[i].boot_id for i in range(start, end) if i in entries}
-    if len(boots) > 1:
+    if legacy:
+        pass  # written before the station declared its policy: the count above is all that binds it
+    elif len(boots) > 1:
         found.append(f"the entries {what} span {len(boots)} boots, but the station signs one whenever it opens the log")
     elif start in entries and end - start >= 2:
         # Each entry but the newest came less than the interval after the checkpoint, which came before ``start``.
