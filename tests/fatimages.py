@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from devices.sim import media
+from devices.volumes import FileEntry, VolumeError, open_volume
 
 EPOCH = datetime(1970, 1, 1)
 
@@ -327,3 +328,23 @@ def clear_bitmap_bit(image: Path, cluster: int) -> None:
     start = geo.cluster_offset(struct.unpack_from("<I", data, bitmap + 20)[0])
     byte = start + (cluster - 2) // 8
     patch(image, byte, bytes([data[byte] & ~(1 << ((cluster - 2) % 8)) & 0xFF]))
+
+
+def read_through_station(image: Path, mnt: Path) -> tuple[dict[str, tuple[FileEntry, bytes]], dict[str, set[str]]]:
+    """Through the station's read path (the structural check, then the reader or mount): every file not
+    damaged with its bytes, and the damage found per path; a damaged file must refuse to open."""
+    with open_volume(image, "userspace", mnt) as volume:
+        entries = list(volume.entries())
+        damage: dict[str, set[str]] = {}
+        for finding in volume.findings():
+            if finding.damage:
+                damage.setdefault(finding.path, set()).add(finding.reason)
+        files = {}
+        for entry in entries:
+            if entry.path in damage:
+                with pytest.raises(VolumeError, match="damaged"):
+                    volume.open(entry.path)
+                continue
+            with volume.open(entry.path) as fh:
+                files[entry.path] = (entry, fh.read())
+    return files, damage

@@ -26,6 +26,7 @@ from tests.fatimages import (
     make_exfat,
     need,
     patch,
+    read_through_station,
     read_tree,
     set_stream,
 )
@@ -43,23 +44,9 @@ def data(n: int, seed: int) -> bytes:
 
 
 def read_all(image: Path, mnt: Path) -> tuple[dict[str, bytes], dict[str, set[str]]]:
-    """Through the station's read path (check, then exfat-fuse): the bytes of every file not damaged, and the
-    damage found."""
-    with open_volume(image, "userspace", mnt) as volume:
-        entries = list(volume.entries())
-        damage: dict[str, set[str]] = {}
-        for finding in volume.findings():
-            if finding.damage:
-                damage.setdefault(finding.path, set()).add(finding.reason)
-        files = {}
-        for entry in entries:
-            if entry.path in damage:
-                with pytest.raises(VolumeError, match="damaged"):
-                    volume.open(entry.path)
-                continue
-            with volume.open(entry.path) as fh:
-                files[entry.path] = fh.read()
-    return files, damage
+    """The bytes of every file not damaged, and the damage found."""
+    files, damage = read_through_station(image, mnt)
+    return {path: data for path, (_, data) in files.items()}, damage
 
 
 def camera_files() -> dict[str, bytes]:

@@ -28,6 +28,7 @@ from tests.fatimages import (
     listed_fat,
     make_fat,
     patch,
+    read_through_station,
     run,
     set_fat,
 )
@@ -40,22 +41,9 @@ def data(n: int, seed: int) -> bytes:
 
 
 def read_all(image: Path, mnt: Path) -> tuple[dict[str, tuple[int, datetime | None, bytes]], dict[str, set[str]]]:
-    """Through the station's read path: every file's (size, mtime, bytes) unless damaged, and the damage found."""
-    with open_volume(image, "userspace", mnt) as volume:
-        entries = list(volume.entries())
-        damage: dict[str, set[str]] = {}
-        for finding in volume.findings():
-            if finding.damage:
-                damage.setdefault(finding.path, set()).add(finding.reason)
-        files = {}
-        for entry in entries:
-            if entry.path in damage:
-                with pytest.raises(VolumeError, match="damaged"):
-                    volume.open(entry.path)
-                continue
-            with volume.open(entry.path) as fh:
-                files[entry.path] = (entry.size, entry.modified, fh.read())
-    return files, damage
+    """Every file's (size, mtime, bytes) unless damaged, and the damage found."""
+    files, damage = read_through_station(image, mnt)
+    return {path: (entry.size, entry.modified, data) for path, (entry, data) in files.items()}, damage
 
 
 def camera_files() -> dict[str, bytes]:
