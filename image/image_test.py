@@ -209,7 +209,14 @@ def camera_files(image: Path) -> dict[str, str]:
             if not name or name.endswith("/"):
                 continue
             local = Path(tmp) / "f"
-            subprocess.run(["mcopy", "-n", "-i", str(image), f"::/{name}", str(local)], check=True, env=env)
+            copied = subprocess.run(["mcopy", "-n", "-i", str(image), f"::/{name}", str(local)], env=env, check=False)
+            if copied.returncode != 0:
+                # Polled while the station frees the camera: a file deleted since the listing is simply gone.
+                argv = ["mdir", "-i", str(image), "-/", "-b", "::"]
+                again = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+                if f"::/{name}" not in again.stdout.split():
+                    continue
+                raise SystemExit(f"cannot read {name} from the camera image")
             with local.open("rb") as fh:
                 files[name] = hashlib.file_digest(fh, "sha256").hexdigest()
             local.unlink()
